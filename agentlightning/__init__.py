@@ -1,0 +1,52 @@
+"""agentlightning: train any AI agent with reinforcement learning.
+
+The loop: task → store → runner → agent → proxy → vLLM → spans → adapter → verl batch → update → weights → vLLM.
+This package's top level re-exports the names users write code against; each lives in its own module.
+"""
+
+from agentlightning.store import (
+    InMemoryLightningStore,
+    InvalidTransitionError,
+    LightningStore,
+    LightningStoreClient,
+    LightningStoreServer,
+    NotFoundError,
+    SqliteLightningStore,
+    StoreError,
+)
+from agentlightning.types import (
+    LLM,
+    Attempt,
+    AttemptedRollout,
+    PromptTemplate,
+    ProxyLLM,
+    ResourcesUpdate,
+    Rollout,
+    RolloutConfig,
+    Span,
+    Triplet,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "Attempt",
+    "AttemptedRollout",
+    "InMemoryLightningStore",
+    "InvalidTransitionError",
+    "LightningStore",
+    "LightningStoreClient",
+    "LightningStoreServer",
+    "NotFoundError",
+    "PromptTemplate",
+    "ProxyLLM",
+    "ResourcesUpdate",
+    "Rollout",
+    "RolloutConfig",
+    "Span",
+    "SqliteLightningStore",
+    "StoreError",
+    "Triplet",
+    "__version__",
+]

@@ -1,0 +1,187 @@
+"""The LightningStore contract: the one place where tasks, attempts, spans and resources meet.
+
+Where this sits: task → **store** → runner → agent → proxy → vLLM → spans → **store** → adapter → verl batch.
+The trainer enqueues rollouts and publishes resources; runners dequeue rollouts and report attempts; the proxy and
+tracer add spans; the adapter reads spans back. Every backend (in-memory, SQLite, HTTP client) implements this class
+and passes the same contract tests (`tests/store/test_contract.py`).
+
+Status machine (rollout):
+
+    queuing ──dequeue──▶ preparing ──attempt running──▶ running ──attempt succeeded──▶ succeeded
+       ▲                     │                              │
+       │                     └──────────attempt failed / timeout / unresponsive───────┐
+       │                                                                               ▼
+       └──────────── requeuing ◀── outcome in config.retry_condition and attempts < max_attempts, else ──▶ failed
+    cancel(): any non-terminal status ──▶ cancelled (its active attempt becomes `cancelled`).
+
+Attempt statuses: preparing → running → succeeded | failed | timeout | unresponsive | cancelled.
+`timeout` is set when an attempt runs longer than `config.timeout_seconds`; `unresponsive` when it has not
+heartbeaten for `config.unresponsive_seconds` (start time counts as the first heartbeat). The store checks these on
+every dequeue, query and wait (and the HTTP server also checks periodically), so nothing needs a clock of its own.
+
+Rules that make retries safe:
+- Only the *latest* attempt of a *non-terminal* rollout moves the rollout. A result from a superseded attempt (one
+  that timed out and was retried, say) is recorded on that attempt and changes nothing else: no crash, no double count.
+- A terminal rollout (succeeded, failed, cancelled) never changes status again; a late success cannot turn `failed`
+  into `succeeded`. Setting a terminal rollout's status raises `InvalidTransitionError`.
+- `dequeue_rollout` is atomic: the claim of a rollout and the creation of its attempt happen in one step (one lock
+  in memory, one `BEGIN IMMEDIATE` transaction in SQLite), so two workers never get the same attempt.
+- Span `sequence_id`s are a per-attempt counter kept by the store (`get_next_span_sequence_id`); `add_span` assigns
+  the next one when a span arrives without it.
+
+What raises (all subclasses of `StoreError`):
+- `NotFoundError`: an unknown rollout, attempt or resources id (the message names it).
+- `InvalidTransitionError`: an illegal status change (the message names the id, its state and the requested state).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agentlightning.types import (
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    NamedResources,
+    ResourcesUpdate,
+    Rollout,
+    RolloutConfig,
+    RolloutMode,
+    RolloutStatus,
+    Span,
+)
+
+__all__ = ["InvalidTransitionError", "LightningStore", "NotFoundError", "RolloutRequest", "StoreError"]
+
+
+class StoreError(Exception):
+    """Base class of the errors the store contract raises."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """An id the store does not know."""
+
+
+class InvalidTransitionError(StoreError):
+    """A status change the status machine forbids."""
+
+
+RolloutRequest = dict[str, Any]
+"""Keyword arguments of `enqueue_rollout` (`input` required), as used by `enqueue_many_rollouts`."""
+
+
+class LightningStore(abc.ABC):
+    """Async contract of every store backend (see the module docstring for the status machine)."""
+
+    # ------------------------------------------------------------------ rollouts
+    @abc.abstractmethod
+    async def enqueue_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Rollout:
+        """Add a rollout in status `queuing`; returns it with its new `rollout_id`."""
+
+    @abc.abstractmethod
+    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
+        """Enqueue several rollouts in one step (atomic: all or none), in order."""
+
+    @abc.abstractmethod
+    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+        """Atomically claim the oldest `queuing`/`requeuing` rollout and create its next attempt (`preparing`).
+        Returns None when nothing is queued."""
+
+    @abc.abstractmethod
+    async def update_attempt(
+        self,
+        rollout_id: str,
+        attempt_id: str | Literal["latest"],
+        status: AttemptStatus | None = None,
+        heartbeat: bool = False,
+        worker_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Attempt:
+        """Record an attempt's progress: a new status, a heartbeat, or metadata (merged). Drives the rollout when the
+        attempt is the latest of a non-terminal rollout. Raises NotFoundError / InvalidTransitionError."""
+
+    @abc.abstractmethod
+    async def update_rollout(
+        self,
+        rollout_id: str,
+        status: RolloutStatus | None = None,
+        metadata: dict[str, Any] | None = None,
+        resources_id: str | None = None,
+    ) -> Rollout:
+        """Change a rollout directly (metadata is merged). Terminal rollouts cannot change status; setting
+        `queuing`/`requeuing` puts it back in the queue (its active attempt, if any, is marked failed)."""
+
+    @abc.abstractmethod
+    async def cancel(self, rollout_id: str) -> Rollout:
+        """Cancel a non-terminal rollout (idempotent on an already cancelled one)."""
+
+    @abc.abstractmethod
+    async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        """Wait until every listed rollout is terminal or `timeout` seconds pass; returns the terminal ones, in the
+        order asked. Unknown ids raise NotFoundError."""
+
+    @abc.abstractmethod
+    async def query_rollouts(
+        self, status: Sequence[RolloutStatus] | None = None, rollout_ids: Sequence[str] | None = None
+    ) -> list[Rollout]:
+        """Rollouts filtered by status and/or ids, in enqueue order."""
+
+    @abc.abstractmethod
+    async def get_rollout_by_id(self, rollout_id: str) -> Rollout:
+        """One rollout; NotFoundError if unknown."""
+
+    @abc.abstractmethod
+    async def query_attempts(self, rollout_id: str) -> list[Attempt]:
+        """All attempts of a rollout, by `sequence_id`."""
+
+    async def get_latest_attempt(self, rollout_id: str) -> Attempt | None:
+        """The newest attempt of a rollout, or None if it was never dequeued."""
+        attempts = await self.query_attempts(rollout_id)
+        return attempts[-1] if attempts else None
+
+    # ------------------------------------------------------------------ spans
+    @abc.abstractmethod
+    async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        """Reserve and return the next span sequence id of the attempt (1, 2, 3, ...)."""
+
+    @abc.abstractmethod
+    async def add_span(self, span: Span) -> Span:
+        """Store a span (assigning `sequence_id` if missing). Its rollout and attempt must exist."""
+
+    async def add_spans(self, spans: Sequence[Span]) -> list[Span]:
+        """Store several spans, in order."""
+        return [await self.add_span(span) for span in spans]
+
+    @abc.abstractmethod
+    async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
+        """Spans of one attempt (`"latest"`: the newest attempt; None: all attempts), by attempt then sequence id."""
+
+    # ------------------------------------------------------------------ resources
+    @abc.abstractmethod
+    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+        """Publish a new resources version with a fresh `resources_id`; it becomes the latest."""
+
+    @abc.abstractmethod
+    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+        """Create or replace the resources under a chosen id (its version increments); it becomes the latest."""
+
+    @abc.abstractmethod
+    async def get_latest_resources(self) -> ResourcesUpdate | None:
+        """The most recently added/updated resources, or None."""
+
+    @abc.abstractmethod
+    async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate:
+        """One resources version; NotFoundError if unknown."""
+
+    # ------------------------------------------------------------------ lifecycle
+    async def close(self) -> None:
+        """Release connections/files. Safe to call twice."""

@@ -1,0 +1,299 @@
+"""`InMemoryLightningStore`: the default store, dicts behind one asyncio lock (contract: `store/base.py`).
+
+Where this sits: in the trainer process. Runners in other processes reach it through `LightningStoreServer`.
+Nothing survives the process; use `SqliteLightningStore` when it must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agentlightning.store.base import LightningStore, NotFoundError, RolloutRequest
+from agentlightning.store.transitions import (
+    apply_attempt_status,
+    apply_rollout_status,
+    expired_status,
+    new_attempt,
+    new_id,
+)
+from agentlightning.types import (
+    TERMINAL_ROLLOUT_STATUSES,
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    NamedResources,
+    ResourcesUpdate,
+    Rollout,
+    RolloutConfig,
+    RolloutMode,
+    RolloutStatus,
+    Span,
+)
+
+__all__ = ["InMemoryLightningStore"]
+
+
+def _build_rollout(
+    input: Any,
+    mode: RolloutMode | None = None,
+    resources_id: str | None = None,
+    config: RolloutConfig | dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Rollout:
+    cfg = config if isinstance(config, RolloutConfig) else RolloutConfig.model_validate(config or {})
+    return Rollout(
+        rollout_id=new_id("ro"), input=input, mode=mode, resources_id=resources_id, config=cfg, metadata=metadata or {}
+    )
+
+
+class InMemoryLightningStore(LightningStore):
+    """All state in dicts; every method takes one lock, so each is atomic."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition(self._lock)
+        self._rollouts: OrderedDict[str, Rollout] = OrderedDict()
+        self._attempts: dict[str, list[Attempt]] = {}
+        self._queue: list[str] = []
+        self._spans: dict[tuple[str, str], list[Span]] = {}
+        self._span_counters: dict[tuple[str, str], int] = {}
+        self._resources: dict[str, ResourcesUpdate] = {}
+        self._latest_resources_id: str | None = None
+
+    # ------------------------------------------------------------------ helpers (call with the lock held)
+    def _rollout(self, rollout_id: str) -> Rollout:
+        try:
+            return self._rollouts[rollout_id]
+        except KeyError:
+            raise NotFoundError(f"rollout {rollout_id!r} does not exist in this store") from None
+
+    def _attempt(self, rollout_id: str, attempt_id: str) -> tuple[Attempt, bool]:
+        attempts = self._attempts.get(rollout_id, [])
+        if attempt_id == "latest":
+            if not attempts:
+                raise NotFoundError(f"rollout {rollout_id!r} has no attempt yet (it was never dequeued)")
+            return attempts[-1], True
+        for i, attempt in enumerate(attempts):
+            if attempt.attempt_id == attempt_id:
+                return attempt, i == len(attempts) - 1
+        raise NotFoundError(f"attempt {attempt_id!r} of rollout {rollout_id!r} does not exist")
+
+    def _save(self, rollout: Rollout, attempt: Attempt | None = None) -> None:
+        previous = self._rollouts[rollout.rollout_id].status
+        self._rollouts[rollout.rollout_id] = rollout
+        if rollout.status in ("queuing", "requeuing") and previous not in ("queuing", "requeuing"):
+            self._queue.append(rollout.rollout_id)
+        if attempt is not None:
+            attempts = self._attempts[rollout.rollout_id]
+            for i, old in enumerate(attempts):
+                if old.attempt_id == attempt.attempt_id:
+                    attempts[i] = attempt
+        self._changed.notify_all()
+
+    def _sweep(self) -> None:
+        now = time.time()
+        for rollout_id, rollout in list(self._rollouts.items()):
+            if rollout.status not in ("preparing", "running"):
+                continue
+            attempt = self._attempts[rollout_id][-1]
+            status = expired_status(rollout, attempt, now)
+            if status is not None:
+                self._save(*apply_attempt_status(rollout, attempt, status, True, now))
+
+    # ------------------------------------------------------------------ rollouts
+    async def enqueue_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Rollout:
+        return (await self.enqueue_many_rollouts([dict(input=input, mode=mode, resources_id=resources_id,
+                                                       config=config, metadata=metadata)]))[0]
+
+    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
+        rollouts = [_build_rollout(**request) for request in requests]
+        async with self._lock:
+            for rollout in rollouts:
+                self._rollouts[rollout.rollout_id] = rollout
+                self._attempts[rollout.rollout_id] = []
+                self._queue.append(rollout.rollout_id)
+            self._changed.notify_all()
+        return rollouts
+
+    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+        async with self._lock:
+            self._sweep()
+            while self._queue:
+                rollout = self._rollouts[self._queue.pop(0)]
+                if rollout.status not in ("queuing", "requeuing"):
+                    continue  # cancelled or otherwise moved on while queued
+                rollout, attempt = new_attempt(rollout, worker_id, time.time())
+                self._attempts[rollout.rollout_id].append(attempt)
+                self._save(rollout)
+                return AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+            return None
+
+    async def update_attempt(
+        self,
+        rollout_id: str,
+        attempt_id: str | Literal["latest"],
+        status: AttemptStatus | None = None,
+        heartbeat: bool = False,
+        worker_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Attempt:
+        async with self._lock:
+            rollout = self._rollout(rollout_id)
+            attempt, is_latest = self._attempt(rollout_id, attempt_id)
+            now = time.time()
+            changes: dict[str, Any] = {}
+            if heartbeat:
+                changes["last_heartbeat_time"] = now
+            if worker_id is not None:
+                changes["worker_id"] = worker_id
+            if metadata:
+                changes["metadata"] = {**attempt.metadata, **metadata}
+            attempt = attempt.model_copy(update=changes)
+            if status is not None:
+                rollout, attempt = apply_attempt_status(rollout, attempt, status, is_latest, now)
+            self._save(rollout, attempt)
+            return attempt
+
+    async def update_rollout(
+        self,
+        rollout_id: str,
+        status: RolloutStatus | None = None,
+        metadata: dict[str, Any] | None = None,
+        resources_id: str | None = None,
+    ) -> Rollout:
+        async with self._lock:
+            rollout = self._rollout(rollout_id)
+            attempts = self._attempts[rollout_id]
+            attempt = attempts[-1] if attempts else None
+            if status is not None:
+                rollout, attempt = apply_rollout_status(rollout, attempt, status, time.time())
+            changes: dict[str, Any] = {}
+            if metadata:
+                changes["metadata"] = {**rollout.metadata, **metadata}
+            if resources_id is not None:
+                changes["resources_id"] = resources_id
+            rollout = rollout.model_copy(update=changes)
+            self._save(rollout, attempt)
+            return rollout
+
+    async def cancel(self, rollout_id: str) -> Rollout:
+        async with self._lock:
+            if self._rollout(rollout_id).status == "cancelled":
+                return self._rollouts[rollout_id]
+        return await self.update_rollout(rollout_id, status="cancelled")
+
+    async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self._lock:
+            for rollout_id in rollout_ids:
+                self._rollout(rollout_id)
+            while True:
+                self._sweep()
+                done = [self._rollouts[r] for r in rollout_ids if self._rollouts[r].status in TERMINAL_ROLLOUT_STATUSES]
+                if len(done) == len(rollout_ids):
+                    return done
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return done
+                # Wake on any change, and at least every second so timeouts/heartbeats get swept.
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, remaining or 1.0))
+                except TimeoutError:
+                    pass
+
+    async def query_rollouts(
+        self, status: Sequence[RolloutStatus] | None = None, rollout_ids: Sequence[str] | None = None
+    ) -> list[Rollout]:
+        async with self._lock:
+            self._sweep()
+            if rollout_ids is not None:
+                candidates = [self._rollouts[r] for r in rollout_ids if r in self._rollouts]
+            else:
+                candidates = list(self._rollouts.values())
+            return [r for r in candidates if status is None or r.status in status]
+
+    async def get_rollout_by_id(self, rollout_id: str) -> Rollout:
+        async with self._lock:
+            self._sweep()
+            return self._rollout(rollout_id)
+
+    async def query_attempts(self, rollout_id: str) -> list[Attempt]:
+        async with self._lock:
+            self._rollout(rollout_id)
+            self._sweep()
+            return list(self._attempts[rollout_id])
+
+    # ------------------------------------------------------------------ spans
+    async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        async with self._lock:
+            return self._next_sequence_id(rollout_id, attempt_id)
+
+    def _next_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        self._rollout(rollout_id)
+        attempt, _ = self._attempt(rollout_id, attempt_id)
+        key = (rollout_id, attempt.attempt_id)
+        self._span_counters[key] = self._span_counters.get(key, 0) + 1
+        return self._span_counters[key]
+
+    async def add_span(self, span: Span) -> Span:
+        async with self._lock:
+            if span.sequence_id is None:
+                span = span.model_copy(update={"sequence_id": self._next_sequence_id(span.rollout_id, span.attempt_id)})
+            else:
+                self._attempt(span.rollout_id, span.attempt_id)
+                key = (span.rollout_id, span.attempt_id)
+                self._span_counters[key] = max(self._span_counters.get(key, 0), span.sequence_id)
+            self._spans.setdefault((span.rollout_id, span.attempt_id), []).append(span)
+            return span
+
+    async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
+        async with self._lock:
+            self._rollout(rollout_id)
+            attempts = self._attempts[rollout_id]
+            if attempt_id is None:
+                chosen = [a.attempt_id for a in attempts]
+            elif attempt_id == "latest":
+                chosen = [attempts[-1].attempt_id] if attempts else []
+            else:
+                chosen = [self._attempt(rollout_id, attempt_id)[0].attempt_id]
+            spans: list[Span] = []
+            for aid in chosen:
+                spans.extend(sorted(self._spans.get((rollout_id, aid), []), key=lambda s: s.sequence_id or 0))
+            return spans
+
+    # ------------------------------------------------------------------ resources
+    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+        return await self.update_resources(new_id("rs"), resources)
+
+    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+        async with self._lock:
+            previous = self._resources.get(resources_id)
+            update = ResourcesUpdate.model_validate(
+                {"resources_id": resources_id, "version": previous.version + 1 if previous else 1,
+                 "resources": {k: v if isinstance(v, dict) else v.model_dump() for k, v in resources.items()}}
+            )
+            self._resources[resources_id] = update
+            self._latest_resources_id = resources_id
+            return update
+
+    async def get_latest_resources(self) -> ResourcesUpdate | None:
+        async with self._lock:
+            return self._resources.get(self._latest_resources_id) if self._latest_resources_id else None
+
+    async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate:
+        async with self._lock:
+            try:
+                return self._resources[resources_id]
+            except KeyError:
+                raise NotFoundError(f"resources {resources_id!r} do not exist in this store") from None

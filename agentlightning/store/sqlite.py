@@ -1,0 +1,390 @@
+"""`SqliteLightningStore`: the durable store, one SQLite file in WAL mode (contract: `store/base.py`).
+
+Where this sits: like the in-memory store, but a store process that dies (even by SIGKILL) loses nothing it has
+acknowledged: every method is one transaction (`BEGIN IMMEDIATE`, committed before it returns). With
+`synchronous=NORMAL` in WAL mode a committed transaction survives a killed process (it is in the OS's file cache);
+pass `synchronous="FULL"` to survive power loss too, at an fsync per write.
+
+On open the store sweeps once, so attempts that ran out their `timeout_seconds` / `unresponsive_seconds` while the
+process was down are marked and their rollouts requeued or failed per config. Attempts still within their limits are
+left alone: their runners may still be alive and will report.
+
+All SQLite work happens on one private thread (sqlite3 connections are not thread-safe); several processes may open
+the same file: SQLite's file lock plus `BEGIN IMMEDIATE` make `dequeue_rollout` atomic across them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from agentlightning.store.base import LightningStore, NotFoundError, RolloutRequest
+from agentlightning.store.memory import _build_rollout
+from agentlightning.store.transitions import (
+    apply_attempt_status,
+    apply_rollout_status,
+    expired_status,
+    new_attempt,
+    new_id,
+)
+from agentlightning.types import (
+    TERMINAL_ROLLOUT_STATUSES,
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    NamedResources,
+    ResourcesUpdate,
+    Rollout,
+    RolloutConfig,
+    RolloutMode,
+    RolloutStatus,
+    Span,
+)
+
+__all__ = ["SqliteLightningStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    rollout_id TEXT PRIMARY KEY, status TEXT NOT NULL, queue_order INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rollouts_status ON rollouts(status, queue_order);
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt_id TEXT PRIMARY KEY, rollout_id TEXT NOT NULL, sequence_id INTEGER NOT NULL,
+    span_counter INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_rollout ON attempts(rollout_id, sequence_id);
+CREATE TABLE IF NOT EXISTS spans (
+    rollout_id TEXT NOT NULL, attempt_id TEXT NOT NULL, sequence_id INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS spans_attempt ON spans(rollout_id, attempt_id, sequence_id);
+CREATE TABLE IF NOT EXISTS resources (
+    resources_id TEXT PRIMARY KEY, version INTEGER NOT NULL, touched INTEGER NOT NULL, data TEXT NOT NULL);
+"""
+
+
+class SqliteLightningStore(LightningStore):
+    """A store backed by the SQLite file at `path` (created if missing)."""
+
+    def __init__(self, path: str | Path, synchronous: Literal["NORMAL", "FULL"] = "NORMAL", poll_seconds: float = 0.05):
+        self.path = Path(path)
+        self.poll_seconds = poll_seconds
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agl-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._executor.submit(self._open, synchronous).result()
+
+    # ------------------------------------------------------------------ plumbing
+    def _open(self, synchronous: str) -> None:
+        if self.path.parent and not self.path.parent.exists():
+            raise NotFoundError(f"folder {self.path.parent} for the SQLite store does not exist. Fix: create it first")
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+        self._tx(self._sweep)
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction on the store thread."""
+        assert self._conn is not None
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._tx, fn)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ row helpers (store thread only)
+    @staticmethod
+    def _get_rollout(conn: sqlite3.Connection, rollout_id: str) -> Rollout:
+        row = conn.execute("SELECT data FROM rollouts WHERE rollout_id=?", (rollout_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"rollout {rollout_id!r} does not exist in this store")
+        return Rollout.model_validate_json(row[0])
+
+    @staticmethod
+    def _get_attempts(conn: sqlite3.Connection, rollout_id: str) -> list[Attempt]:
+        rows = conn.execute("SELECT data FROM attempts WHERE rollout_id=? ORDER BY sequence_id", (rollout_id,))
+        return [Attempt.model_validate_json(r[0]) for r in rows]
+
+    def _get_attempt(self, conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> tuple[Attempt, bool]:
+        attempts = self._get_attempts(conn, rollout_id)
+        if attempt_id == "latest":
+            if not attempts:
+                raise NotFoundError(f"rollout {rollout_id!r} has no attempt yet (it was never dequeued)")
+            return attempts[-1], True
+        for i, attempt in enumerate(attempts):
+            if attempt.attempt_id == attempt_id:
+                return attempt, i == len(attempts) - 1
+        raise NotFoundError(f"attempt {attempt_id!r} of rollout {rollout_id!r} does not exist")
+
+    @staticmethod
+    def _next_queue_order(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT COALESCE(MAX(queue_order), 0) + 1 FROM rollouts").fetchone()[0])
+
+    def _save(self, conn: sqlite3.Connection, rollout: Rollout, attempt: Attempt | None = None) -> None:
+        previous = conn.execute("SELECT status FROM rollouts WHERE rollout_id=?", (rollout.rollout_id,)).fetchone()[0]
+        if rollout.status in ("queuing", "requeuing") and previous not in ("queuing", "requeuing"):
+            conn.execute("UPDATE rollouts SET queue_order=? WHERE rollout_id=?",
+                         (self._next_queue_order(conn), rollout.rollout_id))
+        conn.execute("UPDATE rollouts SET status=?, data=? WHERE rollout_id=?",
+                     (rollout.status, rollout.model_dump_json(), rollout.rollout_id))
+        if attempt is not None:
+            conn.execute("UPDATE attempts SET data=? WHERE attempt_id=?", (attempt.model_dump_json(), attempt.attempt_id))
+
+    def _sweep(self, conn: sqlite3.Connection) -> None:
+        now = time.time()
+        rows = conn.execute("SELECT data FROM rollouts WHERE status IN ('preparing', 'running')").fetchall()
+        for (data,) in rows:
+            rollout = Rollout.model_validate_json(data)
+            if rollout.config.timeout_seconds is None and rollout.config.unresponsive_seconds is None:
+                continue
+            attempt = self._get_attempts(conn, rollout.rollout_id)[-1]
+            status = expired_status(rollout, attempt, now)
+            if status is not None:
+                self._save(conn, *apply_attempt_status(rollout, attempt, status, True, now))
+
+    # ------------------------------------------------------------------ rollouts
+    async def enqueue_rollout(
+        self,
+        input: Any,
+        mode: RolloutMode | None = None,
+        resources_id: str | None = None,
+        config: RolloutConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Rollout:
+        return (await self.enqueue_many_rollouts([dict(input=input, mode=mode, resources_id=resources_id,
+                                                       config=config, metadata=metadata)]))[0]
+
+    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
+        rollouts = [_build_rollout(**request) for request in requests]
+
+        def op(conn: sqlite3.Connection) -> list[Rollout]:
+            order = self._next_queue_order(conn)
+            conn.executemany(
+                "INSERT INTO rollouts(rollout_id, status, queue_order, data) VALUES (?, ?, ?, ?)",
+                [(r.rollout_id, r.status, order + i, r.model_dump_json()) for i, r in enumerate(rollouts)],
+            )
+            return rollouts
+
+        return await self._run(op)
+
+    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+        def op(conn: sqlite3.Connection) -> AttemptedRollout | None:
+            self._sweep(conn)
+            row = conn.execute(
+                "SELECT data FROM rollouts WHERE status IN ('queuing', 'requeuing') ORDER BY queue_order LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            rollout, attempt = new_attempt(Rollout.model_validate_json(row[0]), worker_id, time.time())
+            conn.execute("INSERT INTO attempts(attempt_id, rollout_id, sequence_id, data) VALUES (?, ?, ?, ?)",
+                         (attempt.attempt_id, attempt.rollout_id, attempt.sequence_id, attempt.model_dump_json()))
+            self._save(conn, rollout)
+            return AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+
+        return await self._run(op)
+
+    async def update_attempt(
+        self,
+        rollout_id: str,
+        attempt_id: str | Literal["latest"],
+        status: AttemptStatus | None = None,
+        heartbeat: bool = False,
+        worker_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Attempt:
+        def op(conn: sqlite3.Connection) -> Attempt:
+            rollout = self._get_rollout(conn, rollout_id)
+            attempt, is_latest = self._get_attempt(conn, rollout_id, attempt_id)
+            now = time.time()
+            changes: dict[str, Any] = {}
+            if heartbeat:
+                changes["last_heartbeat_time"] = now
+            if worker_id is not None:
+                changes["worker_id"] = worker_id
+            if metadata:
+                changes["metadata"] = {**attempt.metadata, **metadata}
+            attempt = attempt.model_copy(update=changes)
+            if status is not None:
+                rollout, attempt = apply_attempt_status(rollout, attempt, status, is_latest, now)
+            self._save(conn, rollout, attempt)
+            return attempt
+
+        return await self._run(op)
+
+    async def update_rollout(
+        self,
+        rollout_id: str,
+        status: RolloutStatus | None = None,
+        metadata: dict[str, Any] | None = None,
+        resources_id: str | None = None,
+    ) -> Rollout:
+        def op(conn: sqlite3.Connection) -> Rollout:
+            rollout = self._get_rollout(conn, rollout_id)
+            attempts = self._get_attempts(conn, rollout_id)
+            attempt = attempts[-1] if attempts else None
+            if status is not None:
+                rollout, attempt = apply_rollout_status(rollout, attempt, status, time.time())
+            changes: dict[str, Any] = {}
+            if metadata:
+                changes["metadata"] = {**rollout.metadata, **metadata}
+            if resources_id is not None:
+                changes["resources_id"] = resources_id
+            rollout = rollout.model_copy(update=changes)
+            self._save(conn, rollout, attempt)
+            return rollout
+
+        return await self._run(op)
+
+    async def cancel(self, rollout_id: str) -> Rollout:
+        rollout = await self.get_rollout_by_id(rollout_id)
+        return rollout if rollout.status == "cancelled" else await self.update_rollout(rollout_id, status="cancelled")
+
+    async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rollouts = await self._run(lambda conn: (self._sweep(conn),
+                                                     [self._get_rollout(conn, r) for r in rollout_ids])[1])
+            done = [r for r in rollouts if r.status in TERMINAL_ROLLOUT_STATUSES]
+            if len(done) == len(rollout_ids) or (deadline is not None and time.monotonic() >= deadline):
+                return done
+            await asyncio.sleep(self.poll_seconds)
+
+    async def query_rollouts(
+        self, status: Sequence[RolloutStatus] | None = None, rollout_ids: Sequence[str] | None = None
+    ) -> list[Rollout]:
+        def op(conn: sqlite3.Connection) -> list[Rollout]:
+            self._sweep(conn)
+            rows = conn.execute("SELECT rollout_id, data FROM rollouts ORDER BY rowid").fetchall()
+            wanted = None if rollout_ids is None else set(rollout_ids)
+            rollouts = [Rollout.model_validate_json(d) for rid, d in rows if wanted is None or rid in wanted]
+            if rollout_ids is not None:
+                by_id = {r.rollout_id: r for r in rollouts}
+                rollouts = [by_id[r] for r in rollout_ids if r in by_id]
+            return [r for r in rollouts if status is None or r.status in status]
+
+        return await self._run(op)
+
+    async def get_rollout_by_id(self, rollout_id: str) -> Rollout:
+        return await self._run(lambda conn: (self._sweep(conn), self._get_rollout(conn, rollout_id))[1])
+
+    async def query_attempts(self, rollout_id: str) -> list[Attempt]:
+        def op(conn: sqlite3.Connection) -> list[Attempt]:
+            self._get_rollout(conn, rollout_id)
+            self._sweep(conn)
+            return self._get_attempts(conn, rollout_id)
+
+        return await self._run(op)
+
+    # ------------------------------------------------------------------ spans
+    def _next_sequence_id(self, conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> int:
+        self._get_rollout(conn, rollout_id)
+        attempt, _ = self._get_attempt(conn, rollout_id, attempt_id)
+        conn.execute("UPDATE attempts SET span_counter = span_counter + 1 WHERE attempt_id=?", (attempt.attempt_id,))
+        return int(conn.execute("SELECT span_counter FROM attempts WHERE attempt_id=?",
+                                (attempt.attempt_id,)).fetchone()[0])
+
+    async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        return await self._run(lambda conn: self._next_sequence_id(conn, rollout_id, attempt_id))
+
+    async def add_span(self, span: Span) -> Span:
+        return (await self.add_spans([span]))[0]
+
+    async def add_spans(self, spans: Sequence[Span]) -> list[Span]:
+        def op(conn: sqlite3.Connection) -> list[Span]:
+            stored = []
+            for span in spans:
+                if span.sequence_id is None:
+                    span = span.model_copy(
+                        update={"sequence_id": self._next_sequence_id(conn, span.rollout_id, span.attempt_id)})
+                else:
+                    self._get_attempt(conn, span.rollout_id, span.attempt_id)
+                    conn.execute("UPDATE attempts SET span_counter = MAX(span_counter, ?) WHERE attempt_id=?",
+                                 (span.sequence_id, span.attempt_id))
+                conn.execute("INSERT INTO spans(rollout_id, attempt_id, sequence_id, data) VALUES (?, ?, ?, ?)",
+                             (span.rollout_id, span.attempt_id, span.sequence_id, span.model_dump_json()))
+                stored.append(span)
+            return stored
+
+        return await self._run(op)
+
+    async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
+        def op(conn: sqlite3.Connection) -> list[Span]:
+            self._get_rollout(conn, rollout_id)
+            attempts = self._get_attempts(conn, rollout_id)
+            if attempt_id is None:
+                chosen = [a.attempt_id for a in attempts]
+            elif attempt_id == "latest":
+                chosen = [attempts[-1].attempt_id] if attempts else []
+            else:
+                chosen = [self._get_attempt(conn, rollout_id, attempt_id)[0].attempt_id]
+            spans: list[Span] = []
+            for aid in chosen:
+                rows = conn.execute("SELECT data FROM spans WHERE rollout_id=? AND attempt_id=? ORDER BY sequence_id",
+                                    (rollout_id, aid))
+                spans.extend(Span.model_validate_json(r[0]) for r in rows)
+            return spans
+
+        return await self._run(op)
+
+    # ------------------------------------------------------------------ resources
+    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+        return await self.update_resources(new_id("rs"), resources)
+
+    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+        payload = {k: v if isinstance(v, dict) else v.model_dump() for k, v in resources.items()}
+
+        def op(conn: sqlite3.Connection) -> ResourcesUpdate:
+            row = conn.execute("SELECT version FROM resources WHERE resources_id=?", (resources_id,)).fetchone()
+            update = ResourcesUpdate.model_validate(
+                {"resources_id": resources_id, "version": (row[0] + 1) if row else 1, "resources": payload})
+            touched = int(conn.execute("SELECT COALESCE(MAX(touched), 0) + 1 FROM resources").fetchone()[0])
+            conn.execute("INSERT OR REPLACE INTO resources(resources_id, version, touched, data) VALUES (?, ?, ?, ?)",
+                         (resources_id, update.version, touched, update.model_dump_json()))
+            return update
+
+        return await self._run(op)
+
+    async def get_latest_resources(self) -> ResourcesUpdate | None:
+        def op(conn: sqlite3.Connection) -> ResourcesUpdate | None:
+            row = conn.execute("SELECT data FROM resources ORDER BY touched DESC LIMIT 1").fetchone()
+            return ResourcesUpdate.model_validate_json(row[0]) if row else None
+
+        return await self._run(op)
+
+    async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate:
+        def op(conn: sqlite3.Connection) -> ResourcesUpdate:
+            row = conn.execute("SELECT data FROM resources WHERE resources_id=?", (resources_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"resources {resources_id!r} do not exist in this store")
+            return ResourcesUpdate.model_validate_json(row[0])
+
+        return await self._run(op)
+
