@@ -185,3 +185,4 @@ class LightningStore(abc.ABC):
     # ------------------------------------------------------------------ lifecycle
     async def close(self) -> None:
         """Release connections/files. Safe to call twice."""
+        return None

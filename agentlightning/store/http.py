@@ -99,8 +99,8 @@ def _error(status: int, exc: BaseException) -> JSONResponse:
 def build_app(store: LightningStore, token: str | None = None) -> FastAPI:
     """The FastAPI app exposing `store`; routes mirror the `LightningStore` methods one to one."""
 
-    async def check_token(authorization: str | None = Header(default=None)) -> None:
-        if token is not None and authorization != f"Bearer {token}":
+    async def check_token(request: Request, authorization: str | None = Header(default=None)) -> None:
+        if token is not None and request.url.path != "/health" and authorization != f"Bearer {token}":
             raise HTTPException(401, "this store needs a token: send 'Authorization: Bearer <token>' "
                                      "(LightningStoreClient(url, token=...) or AGL_STORE_TOKEN)")
 
@@ -127,7 +127,7 @@ def build_app(store: LightningStore, token: str | None = None) -> FastAPI:
     async def _bad_args(_: Request, exc: TypeError) -> JSONResponse:
         return _error(400, exc)
 
-    @app.get("/health", dependencies=[])
+    @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -265,7 +265,8 @@ class LightningStoreServer:
                 ready.set()
                 return
             ready.set()
-            self._loop.run_until_complete(self._tasks[0])
+            self._loop.run_forever()  # until stop_thread(); the loop must outlive the server task to finish stop()
+            self._loop.close()
 
         self._thread = threading.Thread(target=run, name="agl-store-server", daemon=True)
         self._thread.start()
@@ -276,6 +277,7 @@ class LightningStoreServer:
         if self._thread is None:
             return
         asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._thread = None
 
