@@ -245,12 +245,10 @@ class LightningStoreServer:
                 await task
         self._tasks = []
 
-    async def serve_forever(self) -> None:
-        await self.start()
-        try:
+    async def wait(self) -> None:
+        """Block until the server stops (Ctrl-C, or `stop()` from another task)."""
+        if self._tasks:
             await self._tasks[0]
-        finally:
-            await self.stop()
 
     def start_in_thread(self, timeout: float = 30.0) -> None:
         ready, errors = threading.Event(), []
