@@ -4,7 +4,7 @@ and SQLite durability after the store process is killed with SIGKILL."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing as mp
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +12,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -86,11 +85,17 @@ async def test_concurrent_dequeuers_claim_each_rollout_once(backend: str, tmp_pa
     await store.close()
 
 
-def _process_worker(url: str, name: str, out: mp.Queue, ready: mp.Queue, go: Any) -> None:  # a child process
-    ready.put(name)
-    go.wait(60)  # start together, so the work is really contended
+_WORKER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, os, sys, time
+    from agentlightning.store import LightningStoreClient
 
-    async def run() -> list[str]:
+    url, name, go = sys.argv[1:4]
+    print("ready", flush=True)
+    while not os.path.exists(go):  # start together, so the work is really contended
+        time.sleep(0.01)
+
+    async def run():
         client = LightningStoreClient(url)
         got = []
         while (claimed := await client.dequeue_rollout(name)) is not None:
@@ -99,7 +104,9 @@ def _process_worker(url: str, name: str, out: mp.Queue, ready: mp.Queue, go: Any
         await client.close()
         return got
 
-    out.put((name, asyncio.run(run())))
+    print(json.dumps(asyncio.run(run())), flush=True)
+    """
+)
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
@@ -107,25 +114,19 @@ def test_processes_through_http_process_every_rollout_exactly_once(backend: str,
     store: LightningStore = InMemoryLightningStore() if backend == "memory" else SqliteLightningStore(tmp_path / "s.db")
     server = LightningStoreServer(store)
     server.start_in_thread()
+    go = tmp_path / "go"
     try:
         client = LightningStoreClient(server.url)
         ids = [r.rollout_id for r in asyncio.run(client.enqueue_many_rollouts([{"input": i} for i in range(120)]))]
-        ctx = mp.get_context("spawn")
-        out: mp.Queue = ctx.Queue()
-        ready: mp.Queue = ctx.Queue()
-        go = ctx.Event()
-        procs = [ctx.Process(target=_process_worker, args=(server.url, f"p{i}", out, ready, go)) for i in range(4)]
+        procs = [subprocess.Popen([sys.executable, "-c", _WORKER_SCRIPT, server.url, f"p{i}", str(go)],
+                                  stdout=subprocess.PIPE, text=True) for i in range(4)]
         for p in procs:
-            p.start()
-        for _ in procs:
-            ready.get(timeout=120)
-        go.set()
-        results = [out.get(timeout=120) for _ in procs]
-        for p in procs:
-            p.join(timeout=30)
-        claimed = [rid for _, got in results for rid in got]
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+        claimed = [rid for got in results for rid in got]
         assert sorted(claimed) == sorted(ids), "a rollout was claimed twice or never"
-        assert sum(1 for _, got in results if got) >= 2, "work should be shared by several processes"
+        assert sum(1 for got in results if got) >= 2, "work should be shared by several processes"
         succeeded = asyncio.run(client.query_rollouts(status=["succeeded"]))
         assert len(succeeded) == 120
     finally:
