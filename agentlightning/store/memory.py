@@ -16,9 +16,14 @@ from agentlightning.store.base import LightningStore, NotFoundError, RolloutRequ
 from agentlightning.store.transitions import (
     apply_attempt_status,
     apply_rollout_status,
+    build_rollout,
     expired_status,
+    find_attempt,
     new_attempt,
     new_id,
+    patch_attempt,
+    patch_rollout,
+    select_attempt_ids,
 )
 from agentlightning.types import (
     TERMINAL_ROLLOUT_STATUSES,
@@ -35,19 +40,6 @@ from agentlightning.types import (
 )
 
 __all__ = ["InMemoryLightningStore"]
-
-
-def _build_rollout(
-    input: Any,
-    mode: RolloutMode | None = None,
-    resources_id: str | None = None,
-    config: RolloutConfig | dict[str, Any] | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> Rollout:
-    cfg = config if isinstance(config, RolloutConfig) else RolloutConfig.model_validate(config or {})
-    return Rollout(
-        rollout_id=new_id("ro"), input=input, mode=mode, resources_id=resources_id, config=cfg, metadata=metadata or {}
-    )
 
 
 class InMemoryLightningStore(LightningStore):
@@ -72,15 +64,7 @@ class InMemoryLightningStore(LightningStore):
             raise NotFoundError(f"rollout {rollout_id!r} does not exist in this store") from None
 
     def _attempt(self, rollout_id: str, attempt_id: str) -> tuple[Attempt, bool]:
-        attempts = self._attempts.get(rollout_id, [])
-        if attempt_id == "latest":
-            if not attempts:
-                raise NotFoundError(f"rollout {rollout_id!r} has no attempt yet (it was never dequeued)")
-            return attempts[-1], True
-        for i, attempt in enumerate(attempts):
-            if attempt.attempt_id == attempt_id:
-                return attempt, i == len(attempts) - 1
-        raise NotFoundError(f"attempt {attempt_id!r} of rollout {rollout_id!r} does not exist")
+        return find_attempt(self._attempts.get(rollout_id, []), rollout_id, attempt_id)
 
     def _save(self, rollout: Rollout, attempt: Attempt | None = None) -> None:
         previous = self._rollouts[rollout.rollout_id].status
@@ -117,7 +101,7 @@ class InMemoryLightningStore(LightningStore):
                                                        config=config, metadata=metadata)]))[0]
 
     async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
-        rollouts = [_build_rollout(**request) for request in requests]
+        rollouts = [build_rollout(**request) for request in requests]
         async with self._lock:
             for rollout in rollouts:
                 self._rollouts[rollout.rollout_id] = rollout
@@ -152,14 +136,7 @@ class InMemoryLightningStore(LightningStore):
             rollout = self._rollout(rollout_id)
             attempt, is_latest = self._attempt(rollout_id, attempt_id)
             now = time.time()
-            changes: dict[str, Any] = {}
-            if heartbeat:
-                changes["last_heartbeat_time"] = now
-            if worker_id is not None:
-                changes["worker_id"] = worker_id
-            if metadata:
-                changes["metadata"] = {**attempt.metadata, **metadata}
-            attempt = attempt.model_copy(update=changes)
+            attempt = patch_attempt(attempt, heartbeat, worker_id, metadata, now)
             if status is not None:
                 rollout, attempt = apply_attempt_status(rollout, attempt, status, is_latest, now)
             self._save(rollout, attempt)
@@ -178,12 +155,7 @@ class InMemoryLightningStore(LightningStore):
             attempt = attempts[-1] if attempts else None
             if status is not None:
                 rollout, attempt = apply_rollout_status(rollout, attempt, status, time.time())
-            changes: dict[str, Any] = {}
-            if metadata:
-                changes["metadata"] = {**rollout.metadata, **metadata}
-            if resources_id is not None:
-                changes["resources_id"] = resources_id
-            rollout = rollout.model_copy(update=changes)
+            rollout = patch_rollout(rollout, metadata, resources_id)
             self._save(rollout, attempt)
             return rollout
 
@@ -260,13 +232,7 @@ class InMemoryLightningStore(LightningStore):
     async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
         async with self._lock:
             self._rollout(rollout_id)
-            attempts = self._attempts[rollout_id]
-            if attempt_id is None:
-                chosen = [a.attempt_id for a in attempts]
-            elif attempt_id == "latest":
-                chosen = [attempts[-1].attempt_id] if attempts else []
-            else:
-                chosen = [self._attempt(rollout_id, attempt_id)[0].attempt_id]
+            chosen = select_attempt_ids(self._attempts[rollout_id], rollout_id, attempt_id)
             spans: list[Span] = []
             for aid in chosen:
                 spans.extend(sorted(self._spans.get((rollout_id, aid), []), key=lambda s: s.sequence_id or 0))

@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from agentlightning.store.base import LightningStore, NotFoundError, RolloutRequest
-from agentlightning.store.memory import _build_rollout
 from agentlightning.store.transitions import (
     apply_attempt_status,
     apply_rollout_status,
+    build_rollout,
     expired_status,
+    find_attempt,
     new_attempt,
     new_id,
+    patch_attempt,
+    patch_rollout,
+    select_attempt_ids,
 )
 from agentlightning.types import (
     TERMINAL_ROLLOUT_STATUSES,
@@ -134,15 +138,7 @@ class SqliteLightningStore(LightningStore):
         return [Attempt.model_validate_json(r[0]) for r in rows]
 
     def _get_attempt(self, conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> tuple[Attempt, bool]:
-        attempts = self._get_attempts(conn, rollout_id)
-        if attempt_id == "latest":
-            if not attempts:
-                raise NotFoundError(f"rollout {rollout_id!r} has no attempt yet (it was never dequeued)")
-            return attempts[-1], True
-        for i, attempt in enumerate(attempts):
-            if attempt.attempt_id == attempt_id:
-                return attempt, i == len(attempts) - 1
-        raise NotFoundError(f"attempt {attempt_id!r} of rollout {rollout_id!r} does not exist")
+        return find_attempt(self._get_attempts(conn, rollout_id), rollout_id, attempt_id)
 
     @staticmethod
     def _next_queue_order(conn: sqlite3.Connection) -> int:
@@ -183,7 +179,7 @@ class SqliteLightningStore(LightningStore):
                                                        config=config, metadata=metadata)]))[0]
 
     async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
-        rollouts = [_build_rollout(**request) for request in requests]
+        rollouts = [build_rollout(**request) for request in requests]
 
         def op(conn: sqlite3.Connection) -> list[Rollout]:
             order = self._next_queue_order(conn)
@@ -224,14 +220,7 @@ class SqliteLightningStore(LightningStore):
             rollout = self._get_rollout(conn, rollout_id)
             attempt, is_latest = self._get_attempt(conn, rollout_id, attempt_id)
             now = time.time()
-            changes: dict[str, Any] = {}
-            if heartbeat:
-                changes["last_heartbeat_time"] = now
-            if worker_id is not None:
-                changes["worker_id"] = worker_id
-            if metadata:
-                changes["metadata"] = {**attempt.metadata, **metadata}
-            attempt = attempt.model_copy(update=changes)
+            attempt = patch_attempt(attempt, heartbeat, worker_id, metadata, now)
             if status is not None:
                 rollout, attempt = apply_attempt_status(rollout, attempt, status, is_latest, now)
             self._save(conn, rollout, attempt)
@@ -252,12 +241,7 @@ class SqliteLightningStore(LightningStore):
             attempt = attempts[-1] if attempts else None
             if status is not None:
                 rollout, attempt = apply_rollout_status(rollout, attempt, status, time.time())
-            changes: dict[str, Any] = {}
-            if metadata:
-                changes["metadata"] = {**rollout.metadata, **metadata}
-            if resources_id is not None:
-                changes["resources_id"] = resources_id
-            rollout = rollout.model_copy(update=changes)
+            rollout = patch_rollout(rollout, metadata, resources_id)
             self._save(conn, rollout, attempt)
             return rollout
 
@@ -338,13 +322,7 @@ class SqliteLightningStore(LightningStore):
     async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
         def op(conn: sqlite3.Connection) -> list[Span]:
             self._get_rollout(conn, rollout_id)
-            attempts = self._get_attempts(conn, rollout_id)
-            if attempt_id is None:
-                chosen = [a.attempt_id for a in attempts]
-            elif attempt_id == "latest":
-                chosen = [attempts[-1].attempt_id] if attempts else []
-            else:
-                chosen = [self._get_attempt(conn, rollout_id, attempt_id)[0].attempt_id]
+            chosen = select_attempt_ids(self._get_attempts(conn, rollout_id), rollout_id, attempt_id)
             spans: list[Span] = []
             for aid in chosen:
                 rows = conn.execute("SELECT data FROM spans WHERE rollout_id=? AND attempt_id=? ORDER BY sequence_id",

@@ -8,22 +8,31 @@ the in-memory and SQLite stores cannot drift apart; the contract tests check bot
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
-from agentlightning.store.base import InvalidTransitionError
+from agentlightning.store.base import InvalidTransitionError, NotFoundError
 from agentlightning.types import (
     TERMINAL_ROLLOUT_STATUSES,
     Attempt,
     AttemptStatus,
     Rollout,
+    RolloutConfig,
+    RolloutMode,
     RolloutStatus,
 )
 
 __all__ = [
     "apply_attempt_status",
     "apply_rollout_status",
+    "build_rollout",
     "expired_status",
+    "find_attempt",
     "new_attempt",
     "new_id",
+    "patch_attempt",
+    "patch_rollout",
+    "select_attempt_ids",
 ]
 
 _ATTEMPT_NEXT: dict[str, frozenset[str]] = {
@@ -41,6 +50,65 @@ _ATTEMPT_NEXT: dict[str, frozenset[str]] = {
 def new_id(prefix: str) -> str:
     """A short random id such as `ro-1f3a9c0d2b7e`."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def build_rollout(
+    input: Any,
+    mode: RolloutMode | None = None,
+    resources_id: str | None = None,
+    config: RolloutConfig | dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Rollout:
+    """A new `queuing` rollout from `enqueue_rollout`'s arguments (a dict config is validated here)."""
+    cfg = config if isinstance(config, RolloutConfig) else RolloutConfig.model_validate(config or {})
+    return Rollout(
+        rollout_id=new_id("ro"), input=input, mode=mode, resources_id=resources_id, config=cfg, metadata=metadata or {}
+    )
+
+
+def find_attempt(attempts: Sequence[Attempt], rollout_id: str, attempt_id: str) -> tuple[Attempt, bool]:
+    """The attempt named `attempt_id` (or `"latest"`) among a rollout's attempts, and whether it is the latest."""
+    if attempt_id == "latest":
+        if not attempts:
+            raise NotFoundError(f"rollout {rollout_id!r} has no attempt yet (it was never dequeued)")
+        return attempts[-1], True
+    for i, attempt in enumerate(attempts):
+        if attempt.attempt_id == attempt_id:
+            return attempt, i == len(attempts) - 1
+    raise NotFoundError(f"attempt {attempt_id!r} of rollout {rollout_id!r} does not exist")
+
+
+def select_attempt_ids(attempts: Sequence[Attempt], rollout_id: str, attempt_id: str | None) -> list[str]:
+    """Which attempts `query_spans(rollout_id, attempt_id)` reads: None = all, "latest" = the newest, else one."""
+    if attempt_id is None:
+        return [a.attempt_id for a in attempts]
+    if attempt_id == "latest":
+        return [attempts[-1].attempt_id] if attempts else []
+    return [find_attempt(attempts, rollout_id, attempt_id)[0].attempt_id]
+
+
+def patch_attempt(
+    attempt: Attempt, heartbeat: bool, worker_id: str | None, metadata: dict[str, Any] | None, now: float
+) -> Attempt:
+    """The non-status part of `update_attempt`: heartbeat time, worker id, merged metadata."""
+    changes: dict[str, Any] = {}
+    if heartbeat:
+        changes["last_heartbeat_time"] = now
+    if worker_id is not None:
+        changes["worker_id"] = worker_id
+    if metadata:
+        changes["metadata"] = {**attempt.metadata, **metadata}
+    return attempt.model_copy(update=changes)
+
+
+def patch_rollout(rollout: Rollout, metadata: dict[str, Any] | None, resources_id: str | None) -> Rollout:
+    """The non-status part of `update_rollout`: merged metadata and the resources id."""
+    changes: dict[str, Any] = {}
+    if metadata:
+        changes["metadata"] = {**rollout.metadata, **metadata}
+    if resources_id is not None:
+        changes["resources_id"] = resources_id
+    return rollout.model_copy(update=changes)
 
 
 def new_attempt(rollout: Rollout, worker_id: str | None, now: float) -> tuple[Rollout, Attempt]:
