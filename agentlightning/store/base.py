@@ -154,6 +154,12 @@ class LightningStore(abc.ABC):
         """Reserve and return the next span sequence id of the attempt (1, 2, 3, ...)."""
 
     @abc.abstractmethod
+    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        """Blocking twin of `get_next_span_sequence_id`, callable from any thread (also from inside a running event
+        loop: it never awaits). The tracer uses it to order a span at the moment the span ends, so tracer spans and
+        proxy spans of one attempt interleave correctly without clocks."""
+
+    @abc.abstractmethod
     async def add_span(self, span: Span) -> Span:
         """Store a span (assigning `sequence_id` if missing). Its rollout and attempt must exist."""
 

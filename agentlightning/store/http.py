@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -295,6 +296,7 @@ class LightningStoreClient(LightningStore):
         self.timeout = timeout
         self.retries = retries
         self._clients: dict[int, httpx.AsyncClient] = {}
+        self._sync_client: httpx.Client | None = None
 
     def _client(self) -> httpx.AsyncClient:
         key = id(asyncio.get_running_loop())
@@ -318,13 +320,20 @@ class LightningStoreClient(LightningStore):
             raise ConnectionError(f"cannot reach the store at {self.url} ({last}). Fix: start it (`agl store`) "
                                   "or pass the right URL") from last
         if response.status_code >= 400:
-            detail = response.json().get("detail", response.text) if response.content else response.reason_phrase
-            error = {404: NotFoundError, 409: InvalidTransitionError, 400: StoreRequestError,
-                     401: PermissionError}.get(response.status_code)
-            if error is None:
-                raise StoreError(f"store {self.url} answered {response.status_code} to {method} {path}: {detail}")
-            raise error(detail)
+            raise self._error(response, method, path)
         return response.json()
+
+    def _error(self, response: httpx.Response, method: str, path: str) -> Exception:
+        """The contract exception for an error response (404 → NotFoundError, 409 → InvalidTransitionError, ...)."""
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text or response.reason_phrase
+        error = {404: NotFoundError, 409: InvalidTransitionError, 400: StoreRequestError,
+                 401: PermissionError}.get(response.status_code)
+        if error is None:
+            return StoreError(f"store {self.url} answered {response.status_code} to {method} {path}: {detail}")
+        return error(detail)
 
     async def enqueue_rollout(self, input: Any, mode: RolloutMode | None = None, resources_id: str | None = None,
                               config: RolloutConfig | None = None, metadata: dict[str, Any] | None = None) -> Rollout:
@@ -381,6 +390,23 @@ class LightningStoreClient(LightningStore):
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         return int(await self._call("POST", f"/rollouts/{rollout_id}/attempts/{attempt_id}/next_span_sequence_id"))
 
+    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        if self._sync_client is None:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            self._sync_client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
+        path = f"/rollouts/{rollout_id}/attempts/{attempt_id}/next_span_sequence_id"
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._sync_client.post(path)
+                break
+            except httpx.ConnectError:
+                if attempt == self.retries:
+                    raise ConnectionError(f"cannot reach the store at {self.url}") from None
+                time.sleep(0.2 * (2**attempt))
+        if response.status_code >= 400:
+            raise self._error(response, "POST", path)
+        return int(response.json())
+
     async def add_span(self, span: Span) -> Span:
         return (await self.add_spans([span]))[0]
 
@@ -408,6 +434,9 @@ class LightningStoreClient(LightningStore):
         return ResourcesUpdate.model_validate(await self._call("GET", f"/resources/{resources_id}"))
 
     async def close(self) -> None:
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
         clients, self._clients = self._clients, {}
         for client in clients.values():
             with contextlib.suppress(Exception):

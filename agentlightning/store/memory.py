@@ -7,6 +7,7 @@ Nothing survives the process; use `SqliteLightningStore` when it must.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ class InMemoryLightningStore(LightningStore):
         self._queue: list[str] = []
         self._spans: dict[tuple[str, str], list[Span]] = {}
         self._span_counters: dict[tuple[str, str], int] = {}
+        self._counter_lock = threading.Lock()  # counters are also bumped from tracer threads (reserve_...)
         self._resources: dict[str, ResourcesUpdate] = {}
         self._latest_resources_id: str | None = None
 
@@ -215,8 +217,12 @@ class InMemoryLightningStore(LightningStore):
         self._rollout(rollout_id)
         attempt, _ = self._attempt(rollout_id, attempt_id)
         key = (rollout_id, attempt.attempt_id)
-        self._span_counters[key] = self._span_counters.get(key, 0) + 1
-        return self._span_counters[key]
+        with self._counter_lock:
+            self._span_counters[key] = self._span_counters.get(key, 0) + 1
+            return self._span_counters[key]
+
+    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        return self._next_sequence_id(rollout_id, attempt_id)
 
     async def add_span(self, span: Span) -> Span:
         async with self._lock:
@@ -225,7 +231,8 @@ class InMemoryLightningStore(LightningStore):
             else:
                 self._attempt(span.rollout_id, span.attempt_id)
                 key = (span.rollout_id, span.attempt_id)
-                self._span_counters[key] = max(self._span_counters.get(key, 0), span.sequence_id)
+                with self._counter_lock:
+                    self._span_counters[key] = max(self._span_counters.get(key, 0), span.sequence_id)
             self._spans.setdefault((span.rollout_id, span.attempt_id), []).append(span)
             return span
 

@@ -298,6 +298,11 @@ class SqliteLightningStore(LightningStore):
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         return await self._run(lambda conn: self._next_sequence_id(conn, rollout_id, attempt_id))
 
+    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
+        if self._closed:
+            raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
+        return self._executor.submit(self._tx, lambda c: self._next_sequence_id(c, rollout_id, attempt_id)).result()
+
     async def add_span(self, span: Span) -> Span:
         return (await self.add_spans([span]))[0]
 
