@@ -1,0 +1,225 @@
+"""Runtime without a model: agents, emitters, tracer spans, worker loops, process and Ray runner pools, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+import pytest
+
+from agentlightning import semconv
+from agentlightning.agent import LitAgent, rollout
+from agentlightning.emitter import emit_message, emit_object, emit_reward
+from agentlightning.runner import RunnerConfig, RunnerPool, run_rollout, worker_loop
+from agentlightning.store import InMemoryLightningStore, LightningStoreClient, LightningStoreServer
+from agentlightning.tracer import Tracer
+from agentlightning.types import LLM, RolloutConfig
+
+FAST = RunnerConfig(poll_seconds=0.05, heartbeat_seconds=0.2, exit_when_idle_seconds=0.3)
+LLM_RESOURCE = {"main_llm": LLM(endpoint="http://127.0.0.1:9/v1", model="unused")}
+
+
+@rollout
+def sync_agent(task: dict, llm: LLM) -> float:
+    emit_message(f"solving {task['x']} with {llm.model}")
+    return float(task["x"] % 2)
+
+
+@rollout
+async def async_agent(task: dict, llm: LLM, attempt) -> None:  # noqa: ANN001
+    emit_object({"x": task["x"], "attempt": attempt.attempt.sequence_id}, name="answer")
+    emit_reward({"exact": 1.0, "format": 0.5}, primary_key="exact")
+
+
+class RaisingAgent(LitAgent):
+    def training_rollout(self, task, resources, rollout):  # noqa: ANN001, ANN201
+        raise ValueError(f"bad task {task}")
+
+
+async def _store_with_resources() -> InMemoryLightningStore:
+    store = InMemoryLightningStore()
+    await store.add_resources(LLM_RESOURCE)
+    return store
+
+
+@pytest.mark.parametrize("agent", [sync_agent, async_agent])
+async def test_worker_runs_agents_and_records_reward_spans(agent: LitAgent) -> None:
+    store = await _store_with_resources()
+    rollouts = await store.enqueue_many_rollouts([{"input": {"x": i}, "mode": "train"} for i in range(4)])
+    assert await worker_loop(store, agent, "w0", config=FAST) == 4
+    for r in rollouts:
+        assert (await store.get_rollout_by_id(r.rollout_id)).status == "succeeded"
+        spans = await store.query_spans(r.rollout_id)
+        rewards = [s for s in spans if s.name == semconv.REWARD]
+        assert len(rewards) == 1 and [s.sequence_id for s in spans] == list(range(1, len(spans) + 1))
+        if agent is sync_agent:
+            assert rewards[0].attributes["reward"] == r.input["x"] % 2
+            assert spans[0].name == semconv.MESSAGE and "unused" in spans[0].attributes["message"]
+        else:
+            assert rewards[0].attributes["rewards"] == {"exact": 1.0, "format": 0.5}
+            assert spans[0].attributes["json"] == {"x": r.input["x"], "attempt": 1}
+
+
+async def test_agent_exception_fails_attempt_with_traceback() -> None:
+    store = await _store_with_resources()
+    r = await store.enqueue_rollout({"x": 1}, config=RolloutConfig(max_attempts=2, retry_condition=["failed"]))
+    await worker_loop(store, RaisingAgent(), "w0", config=FAST)
+    assert (await store.get_rollout_by_id(r.rollout_id)).status == "failed"
+    attempts = await store.query_attempts(r.rollout_id)
+    assert [a.status for a in attempts] == ["failed", "failed"]
+    assert "ValueError: bad task {'x': 1}" in attempts[0].metadata["error"]
+    assert "Traceback" in attempts[0].metadata["traceback"]
+    spans = await store.query_spans(r.rollout_id, attempts[0].attempt_id)
+    assert [s.name for s in spans] == [semconv.EXCEPTION] and spans[0].status == "error"
+
+
+async def test_timeout_then_retry_succeeds() -> None:
+    @rollout
+    async def slow_first(task: dict, llm: LLM, attempt) -> float:  # noqa: ANN001
+        if attempt.attempt.sequence_id == 1:
+            await asyncio.sleep(5)
+        return 1.0
+
+    store = await _store_with_resources()
+    r = await store.enqueue_rollout({"x": 1}, config=RolloutConfig(timeout_seconds=0.3, max_attempts=2))
+    await worker_loop(store, slow_first, "w0", config=FAST)
+    assert (await store.get_rollout_by_id(r.rollout_id)).status == "succeeded"
+    assert [a.status for a in await store.query_attempts(r.rollout_id)] == ["timeout", "succeeded"]
+
+
+async def test_late_result_of_superseded_attempt_is_counted_once() -> None:
+    @rollout
+    async def stalls(task: dict, llm: LLM, attempt) -> float:  # noqa: ANN001
+        await asyncio.sleep(1.0 if attempt.attempt.sequence_id == 1 else 0.0)
+        return float(attempt.attempt.sequence_id)
+
+    store = await _store_with_resources()
+    r = await store.enqueue_rollout({"x": 1}, config=RolloutConfig(unresponsive_seconds=0.3, max_attempts=2))
+    first = await store.dequeue_rollout("stuck")
+    assert first is not None
+    no_heartbeat = RunnerConfig(heartbeat_seconds=30)
+    late = asyncio.create_task(run_rollout(store, stalls, first, Tracer(), no_heartbeat))
+    await asyncio.sleep(0.5)
+    assert await worker_loop(store, stalls, "healthy", config=FAST) == 1  # takes the requeued rollout
+    assert await late == "succeeded"  # the stale attempt reports late: recorded on it, nothing breaks
+    rollout_now = await store.get_rollout_by_id(r.rollout_id)
+    assert rollout_now.status == "succeeded" and rollout_now.num_attempts == 2
+    assert len(await store.query_rollouts(status=["succeeded"])) == 1
+    latest_rewards = [s.attributes["reward"] for s in await store.query_spans(r.rollout_id)
+                      if s.name == semconv.REWARD]
+    assert latest_rewards == [2.0]
+
+
+async def test_emitters_outside_a_rollout_explain_the_fix() -> None:
+    with pytest.raises(RuntimeError, match="outside a rollout.*Trainer"):
+        emit_reward(1.0)
+    store = await _store_with_resources()
+    await store.enqueue_rollout({"x": 1})
+    claimed = await store.dequeue_rollout()
+    assert claimed is not None
+    async with Tracer().trace_attempt(store, claimed.rollout_id, claimed.attempt.attempt_id):
+        with pytest.raises(ValueError, match="finite number"):
+            emit_reward(float("nan"))
+        with pytest.raises(ValueError, match="primary_key"):
+            emit_reward({"a": 1.0, "b": 2.0})
+
+
+def test_rollout_decorator_checks_signature() -> None:
+    with pytest.raises(TypeError, match=r"\(task, llm\)"):
+        rollout(lambda task: 1.0)
+
+
+def _serve(store: InMemoryLightningStore) -> LightningStoreServer:
+    server = LightningStoreServer(store, sweep_seconds=0.2)
+    server.start_in_thread()
+    return server
+
+
+@rollout
+def napping_agent(task: dict, llm: LLM) -> float:
+    time.sleep(task.get("sleep", 0.0))
+    return 1.0
+
+
+def _wait_status(client: LightningStoreClient, ids: list[str], timeout: float = 90) -> list[str]:
+    done = asyncio.run(client.wait_for_rollouts(ids, timeout=timeout))
+    return [r.status for r in done]
+
+
+def test_process_pool_survives_a_killed_runner() -> None:
+    store = InMemoryLightningStore()
+    server = _serve(store)
+    client = LightningStoreClient(server.url)
+    try:
+        asyncio.run(client.add_resources(LLM_RESOURCE))
+        config = RolloutConfig(unresponsive_seconds=1.5, max_attempts=3)
+        ids = [r.rollout_id for r in asyncio.run(client.enqueue_many_rollouts(
+            [{"input": {"sleep": 3.0 if i == 0 else 0.2}, "config": config} for i in range(6)]))]
+        pool = RunnerPool(napping_agent, server.url, n_runners=2, config=RunnerConfig(heartbeat_seconds=0.3))
+        with pool:
+            deadline = time.monotonic() + 60
+            victim = None
+            while victim is None and time.monotonic() < deadline:  # find the worker running the 3 s rollout
+                attempts = asyncio.run(client.query_attempts(ids[0]))
+                if attempts and attempts[-1].status == "running":
+                    victim = attempts[-1].worker_id
+                time.sleep(0.1)
+            assert victim is not None
+            os.kill(pool.pids()[victim], signal.SIGKILL)
+            statuses = _wait_status(client, ids)
+            assert pool.restarts >= 1
+        assert statuses == ["succeeded"] * 6
+        attempts = asyncio.run(client.query_attempts(ids[0]))
+        assert attempts[0].status == "unresponsive" and attempts[-1].status == "succeeded"
+        assert len(asyncio.run(client.query_rollouts(status=["succeeded"]))) == 6
+    finally:
+        server.stop_thread()
+
+
+def test_pool_stop_requeues_in_flight_rollouts_and_leaves_no_process() -> None:
+    store = InMemoryLightningStore()
+    server = _serve(store)
+    client = LightningStoreClient(server.url)
+    try:
+        asyncio.run(client.add_resources(LLM_RESOURCE))
+        rollout_ids = [r.rollout_id for r in asyncio.run(client.enqueue_many_rollouts([{"input": {"sleep": 30}}]))]
+        pool = RunnerPool(napping_agent, server.url, n_runners=2).start()
+        deadline = time.monotonic() + 60
+        while asyncio.run(client.get_rollout_by_id(rollout_ids[0])).status != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        pids = [p for p in pool.pids().values() if p]
+        started = time.monotonic()
+        pool.stop(timeout=20)
+        assert time.monotonic() - started < 20
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        rollout_now = asyncio.run(client.get_rollout_by_id(rollout_ids[0]))
+        assert rollout_now.status == "requeuing", "a claimed rollout must go back to the queue on shutdown"
+    finally:
+        server.stop_thread()
+
+
+def test_ray_backend_runs_rollouts() -> None:
+    ray = pytest.importorskip("ray")
+    ray_dir = tempfile.mkdtemp(prefix="agl-ray-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    store = InMemoryLightningStore()
+    server = _serve(store)
+    client = LightningStoreClient(server.url)
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_dir, log_to_driver=False)
+    try:
+        asyncio.run(client.add_resources(LLM_RESOURCE))
+        ids = [r.rollout_id for r in asyncio.run(client.enqueue_many_rollouts([{"input": {}} for _ in range(4)]))]
+        with RunnerPool(napping_agent, server.url, n_runners=2, backend="ray"):
+            assert _wait_status(client, ids) == ["succeeded"] * 4
+        workers = {asyncio.run(client.get_latest_attempt(i)).worker_id for i in ids}  # type: ignore[union-attr]
+        assert workers <= {"ray-runner-0", "ray-runner-1"}
+    finally:
+        ray.shutdown()
+        server.stop_thread()
+        shutil.rmtree(ray_dir, ignore_errors=True)
