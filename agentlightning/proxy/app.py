@@ -1,0 +1,295 @@
+"""HTTP routes of the LLM proxy: OpenAI-compatible endpoints, plain and per rollout attempt.
+
+Where this sits: task → store → runner → agent → **proxy** → vLLM → spans → adapter → verl. Agents get a base URL
+`<proxy>/rollout/{rollout_id}/attempt/{attempt_id}/v1` (from `ProxyLLM.with_attempted_rollout`), so every call is
+attributed by URL alone. Routes (each also under that prefix):
+
+- `POST /v1/chat/completions`, `POST /v1/completions`: forwarded to a replica (see `backends.py`), streamed or not;
+  calls under a rollout prefix are recorded as one `llm.call` span each (see `recording.py`); calls on the plain
+  `/v1` routes are served but not recorded.
+- `GET /v1/models`: the proxy's `model_list`, else what the first reachable replica says.
+- `GET /health`: no key needed; replica counters.
+
+Errors (OpenAI shape `{"error": {"message", "type", "code"}}`): 400 malformed body (the validation message), 401
+missing/wrong API key, 404 unknown rollout/attempt (named) or model not in `model_list`, 502 every replica failed
+(each try and its cause), upstream 4xx passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+
+from agentlightning.proxy.backends import AllBackendsFailedError
+from agentlightning.proxy.recording import (
+    StreamAccumulator,
+    build_span,
+    prepare_upstream_body,
+    strip_chunk,
+    strip_response,
+    summarize_response,
+)
+from agentlightning.store.base import NotFoundError
+
+try:  # orjson is ~5x faster on the hot path; it ships with vLLM and litellm, the stdlib is the fallback
+    import orjson as _json_impl
+
+    _dumps = _json_impl.dumps
+    _loads = _json_impl.loads
+    _DecodeError: type[Exception] = _json_impl.JSONDecodeError
+except ImportError:  # pragma: no cover - depends on the environment
+    import json as _json_impl
+
+    def _dumps(obj: Any) -> bytes:
+        return _json_impl.dumps(obj, separators=(",", ":")).encode()
+
+    _loads = _json_impl.loads
+    _DecodeError = ValueError
+
+if TYPE_CHECKING:
+    from agentlightning.proxy.server import LLMProxy
+
+__all__ = ["ProxyHTTPError", "build_app", "validate_body"]
+
+logger = logging.getLogger(__name__)
+
+_ENDPOINTS = {"chat/completions": "chat.completions", "completions": "completions"}
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                502: "upstream_error", 503: "store_unavailable"}
+
+
+class ProxyHTTPError(Exception):
+    """An error answer of the proxy (status + message)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error_response(status: int, message: str) -> Response:
+    body = {"error": {"message": message, "type": _ERROR_TYPES.get(status, "error"), "code": status}}
+    return Response(_dumps(body), status_code=status, media_type="application/json")
+
+
+def validate_body(raw: bytes, endpoint: str) -> dict[str, Any]:
+    """Parse and check a request body; raises ProxyHTTPError(400) naming the field, the rule and the fix."""
+    try:
+        body = _loads(raw)
+    except _DecodeError as exc:
+        raise ProxyHTTPError(400, f"request body is not valid JSON ({exc}). Fix: send a JSON object") from None
+    if not isinstance(body, dict):
+        raise ProxyHTTPError(400, f"request body must be a JSON object, got {type(body).__name__}")
+    if endpoint == "chat.completions":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ProxyHTTPError(400, f"'messages' must be a non-empty list of {{'role', 'content'}} objects, got "
+                                      f"{messages!r:.100}")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise ProxyHTTPError(400, f"messages[{i}] must be an object with a string 'role', got {message!r:.100}")
+    else:
+        prompt = body.get("prompt")
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt)):
+            raise ProxyHTTPError(400, f"'prompt' must be a string, a list of strings or a list of token ids, got "
+                                      f"{prompt!r:.100}")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise ProxyHTTPError(400, f"'stream' must be true or false, got {body['stream']!r}")
+    if "tools" in body and body["tools"] is not None and not isinstance(body["tools"], list):
+        raise ProxyHTTPError(400, f"'tools' must be a list of tool objects, got {type(body['tools']).__name__}")
+    if "model" in body and not isinstance(body["model"], str):
+        raise ProxyHTTPError(400, f"'model' must be a string, got {body['model']!r:.100}")
+    return body
+
+
+def build_app(proxy: LLMProxy) -> FastAPI:
+    """The FastAPI app of `proxy` (routes read the proxy's live state: backends, key, model list)."""
+    app = FastAPI(title="agentlightning LLM proxy", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def check_key(request: Request) -> None:
+        if proxy.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        given = given[7:] if given[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), proxy.api_key.encode()):
+            raise ProxyHTTPError(401, "this proxy needs an API key: send 'Authorization: Bearer <key>' "
+                                      "(OpenAI clients: api_key=...; ProxyLLM carries it as api_key)")
+
+    async def check_rollout(rollout_id: str, attempt_id: str) -> None:
+        if (rollout_id, attempt_id) in proxy._known_attempts:
+            return
+        try:
+            attempts = await proxy.store.query_attempts(rollout_id)
+        except NotFoundError:
+            raise ProxyHTTPError(404, f"rollout {rollout_id!r} does not exist in the store; this URL only serves "
+                                      "rollouts the trainer enqueued. Fix: use the URL from "
+                                      "ProxyLLM.with_attempted_rollout(rollout)") from None
+        except Exception as exc:  # noqa: BLE001 - store down, wrong URL
+            raise ProxyHTTPError(503, f"cannot check rollout {rollout_id!r} in the store ({exc})") from exc
+        if not any(a.attempt_id == attempt_id for a in attempts):
+            raise ProxyHTTPError(404, f"attempt {attempt_id!r} of rollout {rollout_id!r} does not exist (known: "
+                                      f"{[a.attempt_id for a in attempts]})")
+        if len(proxy._known_attempts) > 100_000:
+            proxy._known_attempts.clear()
+        proxy._known_attempts.add((rollout_id, attempt_id))
+
+    async def record(span_args: dict[str, Any]) -> None:
+        span = build_span(**span_args)
+        try:
+            await proxy.store.add_span(span)
+        except Exception:  # noqa: BLE001 - the call itself succeeded; losing its span must not fail the agent
+            logger.exception("could not record the llm.call span of rollout %s attempt %s",
+                             span.rollout_id, span.attempt_id)
+
+    async def handle(request: Request, path: str, rollout_id: str | None, attempt_id: str | None) -> Response:
+        endpoint = _ENDPOINTS[path]
+        started = time.time()
+        try:
+            check_key(request)
+            body = validate_body(await request.body(), endpoint)
+            client_model = proxy.apply_model_defaults(body)
+            if rollout_id is not None and attempt_id is not None:
+                await check_rollout(rollout_id, attempt_id)
+        except ProxyHTTPError as exc:
+            return _error_response(exc.status, exc.message)
+        recording = rollout_id is not None
+        wants = prepare_upstream_body(body, endpoint, proxy.request_logprobs, proxy.keep_token_ids) if recording \
+            else None
+        span_args = dict(rollout_id=rollout_id, attempt_id=attempt_id, endpoint=endpoint, body=body,
+                         started=started)
+        try:
+            backend, upstream = await proxy.pool.send(proxy.client, "POST", f"/v1/{path}", _dumps(body),
+                                                      proxy.upstream_headers)
+        except AllBackendsFailedError as exc:
+            if recording:
+                await record(dict(span_args, backend=None, http_status=502, error=str(exc)))
+            return _error_response(502, str(exc))
+        span_args["backend"] = backend.url
+        if body.get("stream") and upstream.status_code == 200:
+            return StreamingResponse(
+                _stream(proxy, backend, upstream, endpoint, wants, client_model, record if recording else None,
+                        span_args),
+                media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        try:
+            raw = await upstream.aread()
+        except Exception as exc:  # noqa: BLE001 - connection dropped mid-body: not retried (see backends.py)
+            proxy.pool.release(backend, ok=False)
+            message = f"backend {backend.url} dropped the connection while answering ({type(exc).__name__}: {exc})"
+            if recording:
+                await record(dict(span_args, http_status=502, error=message))
+            return _error_response(502, message)
+        finally:
+            await upstream.aclose()
+        proxy.pool.release(backend, ok=upstream.status_code < 400)
+        if upstream.status_code >= 400:
+            if recording:
+                await record(dict(span_args, http_status=upstream.status_code,
+                                  error=raw[:2000].decode("utf-8", errors="replace")))
+            return Response(raw, status_code=upstream.status_code,
+                            media_type=upstream.headers.get("content-type", "application/json"))
+        if wants is None and client_model is None:
+            return Response(raw, media_type="application/json")
+        data = _loads(raw)
+        if recording:
+            await record(dict(span_args, http_status=200, result=summarize_response(data, endpoint)))
+            strip_response(data, wants)  # type: ignore[arg-type]
+        if client_model is not None:
+            data["model"] = client_model
+        return Response(_dumps(data), media_type="application/json")
+
+    async def models(request: Request) -> Response:
+        try:
+            check_key(request)
+        except ProxyHTTPError as exc:
+            return _error_response(exc.status, exc.message)
+        if proxy.model_list:
+            data = [{"id": name, "object": "model", "owned_by": "agentlightning"} for name in proxy.model_list]
+            return Response(_dumps({"object": "list", "data": data}), media_type="application/json")
+        try:
+            backend, upstream = await proxy.pool.send(proxy.client, "GET", "/v1/models", None, proxy.upstream_headers)
+        except AllBackendsFailedError as exc:
+            return _error_response(502, str(exc))
+        try:
+            raw = await upstream.aread()
+        finally:
+            await upstream.aclose()
+            proxy.pool.release(backend, ok=upstream.status_code < 400)
+        return Response(raw, status_code=upstream.status_code, media_type="application/json")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "backends": proxy.pool.snapshot()}
+
+    @app.post("/v1/{path:path}")
+    async def plain(request: Request, path: str) -> Response:
+        if path not in _ENDPOINTS:
+            return _error_response(404, f"route /v1/{path} is not served; use /v1/chat/completions or /v1/completions")
+        return await handle(request, path, None, None)
+
+    @app.post("/rollout/{rollout_id}/attempt/{attempt_id}/v1/{path:path}")
+    async def attributed(request: Request, rollout_id: str, attempt_id: str, path: str) -> Response:
+        if path not in _ENDPOINTS:
+            return _error_response(404, f"route .../v1/{path} is not served; use chat/completions or completions")
+        return await handle(request, path, rollout_id, attempt_id)
+
+    app.add_api_route("/v1/models", models, methods=["GET"])
+    app.add_api_route("/rollout/{rollout_id}/attempt/{attempt_id}/v1/models", models, methods=["GET"])
+    return app
+
+
+async def _stream(proxy: LLMProxy, backend: Any, upstream: Any, endpoint: str, wants: Any, client_model: str | None,
+                  record: Any, span_args: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Pass SSE chunks through as they come; record the whole call before the final `[DONE]` goes out."""
+    acc = StreamAccumulator(endpoint)
+    rewrite = wants is not None or client_model is not None
+    ok, error = False, None
+    try:
+        async for line in upstream.aiter_lines():
+            if not line.startswith("data:"):
+                if line:
+                    yield (line + "\n").encode()
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                ok = True
+                if record is not None:
+                    await record(dict(span_args, http_status=200, result=acc.summary()))
+                    record = None
+                yield b"data: [DONE]\n\n"
+                continue
+            chunk = _loads(payload)
+            acc.feed(chunk)
+            if not rewrite:
+                yield (line + "\n\n").encode()
+                continue
+            if wants is not None:
+                strip_chunk(chunk, wants)
+            if client_model is not None and "model" in chunk:
+                chunk["model"] = client_model
+            yield b"data: " + _dumps(chunk) + b"\n\n"
+        if not ok:
+            error = f"backend {backend.url} ended the stream without [DONE]"
+    except asyncio.CancelledError:
+        error = "client disconnected before the stream ended"
+        raise
+    except Exception as exc:  # noqa: BLE001 - upstream dropped mid-stream: the client gets a truncated stream
+        error = f"stream from {backend.url} broke: {type(exc).__name__}: {exc}"
+        yield b"data: " + _dumps({"error": {"message": error, "type": "upstream_error", "code": 502}}) + b"\n\n"
+    finally:
+        proxy.pool.release(backend, ok=error is None)
+        with contextlib.suppress(Exception):
+            await upstream.aclose()
+        if record is not None:
+            span = dict(span_args, http_status=200 if ok else 502, result=acc.summary() if ok else None,
+                        error=None if ok else (error or "stream ended early"))
+            task = asyncio.ensure_future(record(span))
+            proxy._background.add(task)
+            task.add_done_callback(proxy._background.discard)
