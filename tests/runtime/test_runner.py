@@ -14,7 +14,8 @@ import pytest
 from agentlightning import semconv
 from agentlightning.agent import LitAgent, rollout
 from agentlightning.emitter import emit_message, emit_object, emit_reward
-from agentlightning.runner import RunnerConfig, RunnerPool, run_rollout, worker_loop
+from agentlightning.runner import RunnerConfig, run_rollout, worker_loop
+from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import InMemoryLightningStore, LightningStoreClient, LightningStoreServer
 from agentlightning.tracer import Tracer
 from agentlightning.types import LLM, RolloutConfig
@@ -223,3 +224,34 @@ def test_ray_backend_runs_rollouts() -> None:
         ray.shutdown()
         server.stop_thread()
         shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+class UnloadableAgent(LitAgent):
+    """An agent that cannot be rebuilt in a worker (its unpickling raises): workers crash at start."""
+
+    def __init__(self) -> None:
+        self.state = "has state, so unpickling calls __setstate__"
+
+    def __setstate__(self, state: dict) -> None:
+        raise ImportError("this agent cannot be loaded in a worker (test)")
+
+    def training_rollout(self, task, resources, rollout):  # noqa: ANN001, ANN201
+        return 1.0
+
+
+def test_crash_looping_workers_are_reported_with_their_log() -> None:
+    from agentlightning.runner_pool import RunnerCrashError
+
+    store = InMemoryLightningStore()
+    server = _serve(store)
+    try:
+        pool = RunnerPool(UnloadableAgent(), server.url, n_runners=1, crash_window_seconds=60, max_quick_crashes=2)
+        with pool:
+            deadline = time.monotonic() + 90
+            with pytest.raises(RunnerCrashError, match="cannot be loaded in a worker"):
+                while time.monotonic() < deadline:
+                    pool.check()
+                    time.sleep(0.2)
+            assert pool.restarts == 1
+    finally:
+        server.stop_thread()

@@ -1,0 +1,275 @@
+"""`RunnerPool`: many runner loops (`agentlightning.runner.worker_loop`) in worker processes or Ray actors.
+
+Where this sits: store (served over HTTP) → **runner pool** → agent → proxy → vLLM.
+
+- `backend="process"`: each worker is a fresh `python -m agentlightning.runner_pool` process (not multiprocessing:
+  user scripts need no `if __name__ == "__main__"` guard) that talks to the store over HTTP. The agent travels as a
+  cloudpickle file; code from the user's own modules (scripts, notebooks, tests) is pickled by value, installed
+  packages by reference. Each worker logs to `<log_dir>/<worker_id>.log`.
+- `backend="ray"`: each worker is a Ray actor, so runners can live on any node of a Ray cluster (serve the store on
+  an address those nodes reach, with a token).
+
+Faults: a worker that dies (even by SIGKILL) stops heartbeating; the store marks its attempt `unresponsive` after
+`unresponsive_seconds` and requeues the rollout; the pool starts a replacement. A worker that keeps dying right after
+start (a crash loop: bad agent, import error) is not restarted forever: `check()` raises `RunnerCrashError` with the
+end of its log. Shutdown (`stop()`, or SIGINT/SIGTERM to a worker): workers cancel their agent, requeue their claimed
+rollout and exit; the pool then kills whatever is left — no orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import cloudpickle
+
+from agentlightning.agent import LitAgent
+from agentlightning.runner import RunnerConfig, worker_loop
+
+__all__ = ["RunnerCrashError", "RunnerPool"]
+
+logger = logging.getLogger(__name__)
+
+_SITE_DIRS = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+
+
+class RunnerCrashError(RuntimeError):
+    """Runner workers keep dying right after they start; the message has the end of the last one's log."""
+
+
+def _pickle_agent(agent: LitAgent) -> bytes:
+    """cloudpickle the agent; the user's own modules (anything not installed in site-packages or the stdlib) travel
+    by value, so the workers need not be able to import the script, notebook or test that defined the agent."""
+    for obj in (type(agent), getattr(agent, "fn", None)):
+        module = sys.modules.get(getattr(obj, "__module__", "") or "")
+        origin = getattr(module, "__file__", None)
+        if module is None or module.__name__.startswith("agentlightning") or origin is None:
+            continue
+        if not any(str(Path(origin).resolve()).startswith(str(Path(d).resolve())) for d in _SITE_DIRS):
+            cloudpickle.register_pickle_by_value(module)
+    return cloudpickle.dumps(agent)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class RunnerPool:
+    """See the module docstring. Use as a context manager or `start()` / `stop()`."""
+
+    def __init__(self, agent: LitAgent, store_url: str, n_runners: int = 2,
+                 backend: Literal["process", "ray"] = "process", token: str | None = None,
+                 config: RunnerConfig | None = None, restart_dead: bool = True, log_dir: str | Path | None = None,
+                 crash_window_seconds: float = 20.0, max_quick_crashes: int = 3) -> None:
+        if n_runners < 1:
+            raise ValueError(f"n_runners={n_runners} must be >= 1")
+        if backend not in ("process", "ray"):
+            raise ValueError(f"runner backend {backend!r} is not one of 'process', 'ray'")
+        if not isinstance(agent, LitAgent):
+            raise TypeError(f"agent {agent!r} is not a LitAgent; subclass LitAgent or decorate a function with @rollout")
+        self.store_url, self.n_runners, self.backend, self.token = store_url, n_runners, backend, token
+        self.config, self.restart_dead = config or RunnerConfig(), restart_dead
+        self.crash_window_seconds, self.max_quick_crashes = crash_window_seconds, max_quick_crashes
+        self._own_log_dir = log_dir is None  # a temp folder we remove after a clean stop
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="agl-runners-"))
+        self._agent_bytes = _pickle_agent(agent)
+        self._procs: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
+        self._actors: list[Any] = []
+        self._ray_runs: list[Any] = []
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._quick_crashes = 0
+        self._crash: RunnerCrashError | None = None
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, worker_id: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        if self.token:
+            env["AGL_STORE_TOKEN"] = self.token
+        cmd = [sys.executable, "-m", "agentlightning.runner_pool", "--agent-file", str(self._agent_file),
+               "--store", self.store_url, "--worker-id", worker_id, "--poll-seconds", str(self.config.poll_seconds),
+               "--heartbeat-seconds", str(self.config.heartbeat_seconds),
+               "--log-level", str(logging.getLogger().getEffectiveLevel())]
+        with open(self.log_dir / f"{worker_id}.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._procs[worker_id] = (proc, time.monotonic())
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for worker_id, (proc, started) in list(self._procs.items()):
+                if proc.poll() is None or self._stopping.is_set():
+                    continue
+                del self._procs[worker_id]
+                log = self.log_dir / f"{worker_id}.log"
+                quick = time.monotonic() - started < self.crash_window_seconds
+                self._quick_crashes = self._quick_crashes + 1 if quick else 0
+                if self._quick_crashes >= self.max_quick_crashes:
+                    self._crash = RunnerCrashError(
+                        f"runner workers died {self._quick_crashes} times within {self.crash_window_seconds:.0f} s "
+                        f"of starting; not restarting. Last log ({log}):\n{_tail(log)}")
+                    logger.error("%s", self._crash)
+                    continue
+                logger.warning("runner %s died (exit code %s; log %s); its rollout is requeued once it misses "
+                               "heartbeats%s", worker_id, proc.returncode, log,
+                               "; starting a replacement" if self.restart_dead else "")
+                if self.restart_dead:
+                    self.restarts += 1
+                    self._spawn(f"{worker_id.split('.')[0]}.{self.restarts}")
+
+    def check(self) -> None:
+        """Raise `RunnerCrashError` if the workers are in a crash loop (callers poll this while waiting)."""
+        if self._crash is not None:
+            raise self._crash
+
+    def pids(self) -> dict[str, int]:
+        return {worker_id: proc.pid for worker_id, (proc, _) in self._procs.items()}
+
+    def start(self) -> RunnerPool:
+        if self.backend == "ray":
+            self._start_ray()
+            return self
+        handle, name = tempfile.mkstemp(prefix="agent-", suffix=".pkl", dir=self.log_dir)
+        with os.fdopen(handle, "wb") as f:
+            f.write(self._agent_bytes)
+        self._agent_file = Path(name)
+        for i in range(self.n_runners):
+            self._spawn(f"runner-{i}")
+        self._monitor = threading.Thread(target=self._watch, name="agl-runner-monitor", daemon=True)
+        self._monitor.start()
+        logger.info("started %d runner processes against %s (logs in %s)", self.n_runners, self.store_url,
+                    self.log_dir)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to stop (they requeue in-flight rollouts), then make sure none is left."""
+        self._stopping.set()
+        if self.backend == "ray":
+            self._stop_ray(timeout)
+            return
+        for proc, _ in self._procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for worker_id, (proc, _) in self._procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("runner %s did not exit in %.0f s; killing it", worker_id, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self._procs.clear()
+        if self._own_log_dir and self.restarts == 0 and self._crash is None:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ Ray
+    def _start_ray(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(ignore_reinit_error=True, include_dashboard=False)
+        actor_cls = ray.remote(num_cpus=0, max_concurrency=2)(_RayRunner)
+        self._actors = [actor_cls.remote() for _ in range(self.n_runners)]
+        self._ray_runs = [a.run.remote(self._agent_bytes, self.store_url, self.token, f"ray-runner-{i}", self.config)
+                          for i, a in enumerate(self._actors)]
+        logger.info("started %d Ray runner actors against %s", self.n_runners, self.store_url)
+
+    def _stop_ray(self, timeout: float) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.get([a.stop.remote() for a in self._actors], timeout=timeout)
+            ray.get(self._ray_runs, timeout=timeout)
+        for actor in self._actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        self._actors, self._ray_runs = [], []
+
+    def __enter__(self) -> RunnerPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _serve(agent: LitAgent, store_url: str, token: str | None, worker_id: str, config: RunnerConfig,
+                 stop: asyncio.Event) -> int:
+    from agentlightning.store.http import LightningStoreClient
+
+    client = LightningStoreClient(store_url, token=token)
+    try:
+        return await worker_loop(client, agent, worker_id, stop, config)
+    finally:
+        await client.close()
+
+
+class _RayRunner:
+    """A Ray actor hosting one worker loop (wrapped with `ray.remote` at start, so Ray stays an optional import)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def run(self, agent_bytes: bytes, store_url: str, token: str | None, worker_id: str, config: RunnerConfig
+            ) -> int:
+        agent = cloudpickle.loads(agent_bytes)
+
+        async def main() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=lambda: (self._stop.wait(), loop.call_soon_threadsafe(stop.set)),
+                             daemon=True).start()
+            return await _serve(agent, store_url, token, worker_id, config, stop)
+
+        return asyncio.run(main())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of one worker process (started by `RunnerPool`)."""
+    parser = argparse.ArgumentParser(description="one agentlightning runner worker (started by RunnerPool)")
+    parser.add_argument("--agent-file", required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--poll-seconds", type=float, default=0.2)
+    parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
+    parser.add_argument("--log-level", type=int, default=logging.INFO)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format=f"%(asctime)s {args.worker_id} %(levelname)s %(name)s: %(message)s")
+    agent = cloudpickle.loads(Path(args.agent_file).read_bytes())
+    config = RunnerConfig(poll_seconds=args.poll_seconds, heartbeat_seconds=args.heartbeat_seconds)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await _serve(agent, args.store, os.environ.get("AGL_STORE_TOKEN"), args.worker_id, config, stop)
+
+    count = asyncio.run(run())
+    logging.getLogger(__name__).info("worker %s ran %d rollouts; exiting", args.worker_id, count)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
