@@ -4,6 +4,11 @@ The loop: task → store → runner → agent → proxy → vLLM → spans → a
 This package's top level re-exports the names users write code against; each lives in its own module.
 """
 
+from agentlightning.adapter import AdapterResult, TraceAdapter
+from agentlightning.agent import LitAgent, rollout
+from agentlightning.emitter import emit_exception, emit_message, emit_object, emit_reward
+from agentlightning.proxy import LLMProxy
+from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import (
     InMemoryLightningStore,
     InvalidTransitionError,
@@ -14,6 +19,7 @@ from agentlightning.store import (
     SqliteLightningStore,
     StoreError,
 )
+from agentlightning.trainer import DevReport, Trainer
 from agentlightning.types import (
     LLM,
     Attempt,
@@ -31,6 +37,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LLM",
+    "AdapterResult",
+    "DevReport",
+    "LLMProxy",
+    "LitAgent",
+    "RunnerPool",
+    "TraceAdapter",
+    "Trainer",
+    "emit_exception",
+    "emit_message",
+    "emit_object",
+    "emit_reward",
+    "rollout",
     "Attempt",
     "AttemptedRollout",
     "InMemoryLightningStore",

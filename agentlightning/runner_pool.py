@@ -2,10 +2,11 @@
 
 Where this sits: store (served over HTTP) → **runner pool** → agent → proxy → vLLM.
 
-- `backend="process"`: each worker is a fresh `python -m agentlightning.runner_pool` process (not multiprocessing:
-  user scripts need no `if __name__ == "__main__"` guard) that talks to the store over HTTP. The agent travels as a
-  cloudpickle file; code from the user's own modules (scripts, notebooks, tests) is pickled by value, installed
-  packages by reference. Each worker logs to `<log_dir>/<worker_id>.log`.
+- `backend="process"`: each worker is a fresh `python -m agentlightning.runner_pool` process that talks to the store
+  over HTTP. As with multiprocessing, a script that defines its agent needs the usual `if __name__ == "__main__":`
+  guard (the worker loads it as `__mp_main__`). The agent travels as a
+  cloudpickle file; the agent's own modules are first loaded from their files in the worker
+  (`preload_user_modules`). Each worker logs to `<log_dir>/<worker_id>.log`.
 - `backend="ray"`: each worker is a Ray actor, so runners can live on any node of a Ray cluster (serve the store on
   an address those nodes reach, with a token).
 
@@ -39,7 +40,7 @@ import cloudpickle
 from agentlightning.agent import LitAgent
 from agentlightning.runner import RunnerConfig, worker_loop
 
-__all__ = ["RunnerCrashError", "RunnerPool"]
+__all__ = ["RunnerCrashError", "RunnerPool", "preload_user_modules"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +51,42 @@ class RunnerCrashError(RuntimeError):
     """Runner workers keep dying right after they start; the message has the end of the last one's log."""
 
 
-def _pickle_agent(agent: LitAgent) -> bytes:
-    """cloudpickle the agent; the user's own modules (anything not installed in site-packages or the stdlib) travel
-    by value, so the workers need not be able to import the script, notebook or test that defined the agent."""
+def _user_modules(agent: LitAgent) -> list[tuple[str, str]]:
+    """(module name, file) of the user code that defines the agent: anything not installed in site-packages or the
+    stdlib (a script, a notebook's file, a test, an example folder)."""
+    found: list[tuple[str, str]] = []
     for obj in (type(agent), getattr(agent, "fn", None)):
         module = sys.modules.get(getattr(obj, "__module__", "") or "")
         origin = getattr(module, "__file__", None)
         if module is None or module.__name__.startswith("agentlightning") or origin is None:
             continue
         if not any(str(Path(origin).resolve()).startswith(str(Path(d).resolve())) for d in _SITE_DIRS):
-            cloudpickle.register_pickle_by_value(module)
-    return cloudpickle.dumps(agent)
+            if (module.__name__, origin) not in found:
+                found.append((module.__name__, origin))
+    return found
+
+
+def preload_user_modules(modules: list[tuple[str, str]]) -> None:
+    """In a worker: load the agent's own modules from their files, under their names, before unpickling the agent.
+
+    The agent's code then refers to real modules with all their globals (LangGraph resolves `from __future__ import
+    annotations` type hints through `sys.modules[cls.__module__]`), even when the name is not importable from a fresh
+    process (a test file, or a `tests` package shadowed by one in site-packages). A script (`__main__`) is loaded as
+    `__mp_main__`, so — as with multiprocessing — code under `if __name__ == "__main__":` does not run again."""
+    import importlib.util
+
+    for name, path in modules:
+        load_as = "__mp_main__" if name == "__main__" else name
+        if load_as in sys.modules and getattr(sys.modules[load_as], "__file__", None) == path:
+            continue
+        spec = importlib.util.spec_from_file_location(load_as, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load the agent's module {name!r} from {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[load_as] = module
+        if name == "__main__":
+            sys.modules["__main__"] = module  # objects pickled from the user's __main__ resolve against it
+        spec.loader.exec_module(module)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -88,7 +114,8 @@ class RunnerPool:
         self.crash_window_seconds, self.max_quick_crashes = crash_window_seconds, max_quick_crashes
         self._own_log_dir = log_dir is None  # a temp folder we remove after a clean stop
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="agl-runners-"))
-        self._agent_bytes = _pickle_agent(agent)
+        self._agent_bytes = cloudpickle.dumps(agent)
+        self._preload = _user_modules(agent)
         self._procs: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
         self._actors: list[Any] = []
         self._ray_runs: list[Any] = []
@@ -108,6 +135,8 @@ class RunnerPool:
                "--store", self.store_url, "--worker-id", worker_id, "--poll-seconds", str(self.config.poll_seconds),
                "--heartbeat-seconds", str(self.config.heartbeat_seconds),
                "--log-level", str(logging.getLogger().getEffectiveLevel())]
+        for name, path in self._preload:
+            cmd += ["--preload", f"{name}={path}"]
         with open(self.log_dir / f"{worker_id}.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._procs[worker_id] = (proc, time.monotonic())
@@ -188,8 +217,8 @@ class RunnerPool:
             ray.init(ignore_reinit_error=True, include_dashboard=False)
         actor_cls = ray.remote(num_cpus=0, max_concurrency=2)(_RayRunner)
         self._actors = [actor_cls.remote() for _ in range(self.n_runners)]
-        self._ray_runs = [a.run.remote(self._agent_bytes, self.store_url, self.token, f"ray-runner-{i}", self.config)
-                          for i, a in enumerate(self._actors)]
+        self._ray_runs = [a.run.remote(self._agent_bytes, self._preload, self.store_url, self.token,
+                                       f"ray-runner-{i}", self.config) for i, a in enumerate(self._actors)]
         logger.info("started %d Ray runner actors against %s", self.n_runners, self.store_url)
 
     def _stop_ray(self, timeout: float) -> None:
@@ -227,8 +256,9 @@ class _RayRunner:
     def __init__(self) -> None:
         self._stop = threading.Event()
 
-    def run(self, agent_bytes: bytes, store_url: str, token: str | None, worker_id: str, config: RunnerConfig
-            ) -> int:
+    def run(self, agent_bytes: bytes, preload: list[tuple[str, str]], store_url: str, token: str | None,
+            worker_id: str, config: RunnerConfig) -> int:
+        preload_user_modules(preload)
         agent = cloudpickle.loads(agent_bytes)
 
         async def main() -> int:
@@ -253,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-seconds", type=float, default=0.2)
     parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
     parser.add_argument("--log-level", type=int, default=logging.INFO)
+    parser.add_argument("--preload", action="append", default=[], help="NAME=FILE of the agent's own modules")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s {args.worker_id} %(levelname)s %(name)s: %(message)s")
+    preload_user_modules([tuple(item.split("=", 1)) for item in args.preload])  # type: ignore[misc]
     agent = cloudpickle.loads(Path(args.agent_file).read_bytes())
     config = RunnerConfig(poll_seconds=args.poll_seconds, heartbeat_seconds=args.heartbeat_seconds)
 

@@ -32,7 +32,7 @@ class State(TypedDict):
 
 @rollout
 def two_turn_graph_agent(task: dict[str, Any], llm: LLM) -> float:
-    """solve (LLM) → calculator tool → check (LLM with the tool result): a real LangGraph graph."""
+    """agent (LLM) → calculator tool → agent (LLM, sees the tool result) → check (LLM): a real LangGraph graph."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
     from langchain_core.tools import tool
     from langchain_openai import ChatOpenAI
@@ -48,9 +48,10 @@ def two_turn_graph_agent(task: dict[str, Any], llm: LLM) -> float:
     model = ChatOpenAI(base_url=llm.get_base_url(), api_key="none", model=llm.model, temperature=0.0, max_tokens=24)
     op = "+" if task["id"] == "t-add" else "*"
 
-    def solve(state: State) -> dict[str, Any]:
+    def agent(state: State) -> dict[str, Any]:
         answer = model.invoke(state["messages"])
-        emit_reward(0.25)  # an intermediate reward for the first turn
+        if sum(isinstance(m, AIMessage) for m in state["messages"]) == 0:
+            emit_reward(0.25)  # an intermediate reward for the first turn
         return {"messages": [AIMessage(content=answer.content)]}
 
     def use_tool(state: State) -> dict[str, Any]:
@@ -58,21 +59,24 @@ def two_turn_graph_agent(task: dict[str, Any], llm: LLM) -> float:
         return {"messages": [HumanMessage(content=f"The calculator says {result}. State the final answer.")]}
 
     def check(state: State) -> dict[str, Any]:
-        return {"messages": [AIMessage(content=model.invoke(state["messages"]).content)]}
+        verdict = model.invoke([SystemMessage(content="Answer yes or no."),
+                                HumanMessage(content=f"Is this a number: {state['messages'][-1].content}?")])
+        return {"messages": [AIMessage(content=verdict.content)]}
 
     graph = StateGraph(State)
-    graph.add_node("solve", solve)
+    graph.add_node("agent", agent)
     graph.add_node("use_tool", use_tool)
     graph.add_node("check", check)
-    graph.add_edge(START, "solve")
-    graph.add_edge("solve", "use_tool")
-    graph.add_edge("use_tool", "check")
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges(
+        "agent", lambda state: "check" if sum(isinstance(m, AIMessage) for m in state["messages"]) >= 2 else "use_tool")
+    graph.add_edge("use_tool", "agent")
     graph.add_edge("check", END)
     question = f"What is {task['a']} {op} {task['b']}? Reply with the number."
     final = graph.compile().invoke({"messages": [SystemMessage(content="You are a careful calculator."),
                                                  HumanMessage(content=question)], "task": task})
     expected = str(task["a"] + task["b"] if op == "+" else task["a"] * task["b"])
-    return 1.0 if expected in final["messages"][-1].content else 0.0
+    return 1.0 if expected in final["messages"][-2].content else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +91,12 @@ def dev_run(vllm_server: Any) -> dict[str, Any]:
 async def test_dev_table_and_spans(dev_run: dict[str, Any]) -> None:
     report = dev_run["report"]
     assert [r["task"] for r in report.rows] == ["t-add", "t-mul"]
-    assert all(r["status"] == "succeeded" and r["turns"] == 2 and r["tokens"] > 0 for r in report.rows)
+    assert all(r["status"] == "succeeded" and r["turns"] == 3 and r["tokens"] > 0 for r in report.rows)
     spans = await dev_run["store"].query_spans(report.rows[0]["rollout_id"])
     names = [s.name for s in spans]
-    assert names.count(semconv.LLM_CALL) == 2 and names.count(semconv.REWARD) == 2
-    assert [s.attributes[semconv.AGENT_NAME] for s in spans if s.name == semconv.AGENT] == ["solve", "use_tool",
-                                                                                             "check"]
+    assert names.count(semconv.LLM_CALL) == 3 and names.count(semconv.REWARD) == 2
+    assert [s.attributes[semconv.AGENT_NAME] for s in spans if s.name == semconv.AGENT] == [
+        "agent", "use_tool", "agent", "check"]
     assert any(s.name == "tool.calculate" for s in spans)
 
 
@@ -112,18 +116,20 @@ async def test_token_ids_equal_what_vllm_returns(dev_run: dict[str, Any], vllm_s
 async def test_transition_triplets_carry_rewards_on_the_right_turn(dev_run: dict[str, Any]) -> None:
     row = dev_run["report"].rows[0]
     result = await TraceAdapter(mode="transition").adapt_attempt(dev_run["store"], row["rollout_id"])
-    assert len(result.triplets) == 2
+    assert len(result.triplets) == 3
     assert result.triplets[0].reward == 0.25  # emitted after the first call, before the second
-    assert result.triplets[1].reward == row["reward"] == result.final_reward
-    assert [t.metadata["agent_name"] for t in result.triplets] == ["solve", "check"]
+    assert result.triplets[1].reward is None
+    assert result.triplets[2].reward == row["reward"] == result.final_reward  # the final reward, after `check`
+    assert [t.metadata["agent_name"] for t in result.triplets] == ["agent", "agent", "check"]
 
 
 async def test_trajectory_mode_masks_the_tool_observation(dev_run: dict[str, Any]) -> None:
     row = dev_run["report"].rows[0]
     spans = await dev_run["store"].query_spans(row["rollout_id"])
-    first, second = [s.attributes for s in spans if s.name == semconv.LLM_CALL]
+    first, second, _check = [s.attributes for s in spans if s.name == semconv.LLM_CALL]
     result = await TraceAdapter(mode="trajectory").adapt_attempt(dev_run["store"], row["rollout_id"])
-    assert result.stats["merge_failures"] == 0 and len(result.triplets) == 1
+    # The two `agent` calls merge into one sample; `check` (another agent) stays separate.
+    assert result.stats["merge_failures"] == 0 and len(result.triplets) == 2
     merged = result.triplets[0]
     p0, r0, p1, r1 = (first["prompt_token_ids"], first["response_token_ids"], second["prompt_token_ids"],
                       second["response_token_ids"])
@@ -137,4 +143,4 @@ async def test_agent_match_selects_nodes(dev_run: dict[str, Any]) -> None:
     row = dev_run["report"].rows[0]
     result = await TraceAdapter(agent_match="^check$").adapt_attempt(dev_run["store"], row["rollout_id"])
     assert [t.metadata["agent_name"] for t in result.triplets] == ["check"]
-    assert result.stats["num_filtered_by_agent_match"] == 1
+    assert result.stats["num_filtered_by_agent_match"] == 2

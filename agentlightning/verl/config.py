@@ -1,0 +1,159 @@
+"""Training configuration: verl's own Hydra config (composed from `configs/`) plus a validated `agentlightning` block.
+
+Where this sits: before the loop. `configs/agentlightning.yaml` composes verl's `ppo_trainer` (search path
+`pkg://verl/trainer/config`), a preset (`configs/preset/{cpu,gpu}.yaml`) and the `agentlightning:` block, which
+`AgentLightningConfig.from_omegaconf` turns into a dataclass whose checks say what is wrong, why, and the fix.
+Cross-checks against verl's part (e.g. rollout_level needs an outcome estimator) live in `validate_config`.
+
+`${agl_default_model:}` in YAML resolves to the embedded default model folder (`agl model path`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "AgentLightningConfig",
+    "CONFIG_DIR",
+    "OUTCOME_ESTIMATORS",
+    "compose_config",
+    "register_resolvers",
+    "validate_config",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# verl estimators that give one scalar per sample (safe to broadcast per rollout); GAE needs per-token values.
+OUTCOME_ESTIMATORS = frozenset({"grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "remax",
+                                "opo", "grpo_passk", "gpg", "rloo_vectorized", "grpo_vectorized"})
+
+
+def register_resolvers() -> None:
+    """`${agl_default_model:}` → the default model folder. Idempotent."""
+    if not OmegaConf.has_resolver("agl_default_model"):
+        from agentlightning.models import default_model_path
+
+        OmegaConf.register_new_resolver("agl_default_model", lambda: str(default_model_path()))
+
+
+def compose_config(config_name: str = "agentlightning", overrides: list[str] | None = None,
+                   config_dir: str | os.PathLike[str] | None = None) -> DictConfig:
+    """Compose `configs/<config_name>.yaml` with Hydra overrides (like the command line) and validate it."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    folder = Path(config_dir) if config_dir else CONFIG_DIR
+    if not (folder / f"{config_name}.yaml").is_file():
+        raise FileNotFoundError(f"config {config_name!r} not found in {folder}; available: "
+                                f"{sorted(p.stem for p in folder.glob('*.yaml'))}")
+    with initialize_config_dir(config_dir=str(folder.resolve()), version_base=None):
+        cfg = compose(config_name=config_name, overrides=list(overrides or []))
+    validate_config(cfg)
+    return cfg
+
+
+def _fail(name: str, value: Any, why: str, fix: str) -> ValueError:
+    return ValueError(f"agentlightning.{name}={value!r}: {why}. Fix: {fix}")
+
+
+@dataclass
+class AgentLightningConfig:
+    """The `agentlightning:` block (see configs/agentlightning.yaml for each field's meaning)."""
+
+    preset: str
+    agent: str | None = None
+    train_data: str | None = None
+    val_data: str | None = None
+    store: str = "memory"
+    n_runners: int = 2
+    runner_backend: str = "process"
+    rollout_timeout_s: float | None = 600
+    adapter: dict[str, Any] = field(default_factory=lambda: {"mode": "transition", "agent_match": None})
+    credit_assignment: str = "identical"
+    normalize_turns: bool = True
+    overlong: str = "truncate"
+    sampling: dict[str, Any] = field(default_factory=dict)
+    vllm: dict[str, Any] = field(default_factory=dict)
+    output_dir: str = "outputs"
+
+    def __post_init__(self) -> None:
+        if self.preset not in ("cpu", "gpu"):
+            raise _fail("preset", self.preset, "only the cpu and gpu presets exist", "preset=cpu or preset=gpu")
+        if self.agent is not None and ":" not in self.agent:
+            raise _fail("agent", self.agent, "an agent is named as 'module:attribute'",
+                        "agentlightning.agent=examples.calc_x.agent:calc_agent")
+        if not (self.store == "memory" or self.store.endswith((".db", ".sqlite", ".sqlite3"))):
+            raise _fail("store", self.store, "the store is 'memory' or a SQLite file path",
+                        "agentlightning.store=memory or agentlightning.store=runs/train.db")
+        if self.n_runners < 0:
+            raise _fail("n_runners", self.n_runners, "cannot be negative (0 runs the agent in this process)",
+                        "agentlightning.n_runners=2")
+        if self.runner_backend not in ("process", "ray"):
+            raise _fail("runner_backend", self.runner_backend, "runners are processes or Ray actors",
+                        "agentlightning.runner_backend=process")
+        if self.rollout_timeout_s is not None and self.rollout_timeout_s <= 0:
+            raise _fail("rollout_timeout_s", self.rollout_timeout_s, "a timeout must be positive",
+                        "a number of seconds, or null for none")
+        mode = self.adapter.get("mode", "transition")
+        if mode not in ("transition", "trajectory"):
+            raise _fail("adapter.mode", mode, "the adapter has two modes",
+                        "agentlightning.adapter.mode=transition (one sample per LLM call) or trajectory")
+        if self.credit_assignment not in ("identical", "rollout_level"):
+            raise _fail("credit_assignment", self.credit_assignment, "two modes exist (see agentlightning/verl/batch.py)",
+                        "agentlightning.credit_assignment=identical or rollout_level")
+        if self.overlong not in ("truncate", "drop"):
+            raise _fail("overlong", self.overlong, "over-long samples are truncated or dropped",
+                        "agentlightning.overlong=truncate or drop")
+        unknown = set(self.sampling) - {"temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
+        if unknown:
+            raise _fail("sampling", dict(self.sampling), f"unknown sampling keys {sorted(unknown)}",
+                        "use temperature, top_p, top_k, max_tokens, stop, seed")
+
+    @classmethod
+    def from_omegaconf(cls, node: DictConfig) -> AgentLightningConfig:
+        data = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(data, dict)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"agentlightning block has unknown keys {unknown}; known: {sorted(known)}. Fix: remove "
+                             "or rename them (typos are not ignored)")
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def validate_config(cfg: DictConfig) -> AgentLightningConfig:
+    """Check the `agentlightning` block and its fit with verl's part; returns the dataclass."""
+    if "agentlightning" not in cfg:
+        raise ValueError("the config has no `agentlightning:` block. Fix: compose configs/agentlightning.yaml")
+    agl = AgentLightningConfig.from_omegaconf(cfg.agentlightning)
+    estimator = str(cfg.algorithm.adv_estimator)
+    if agl.credit_assignment == "rollout_level" and estimator not in OUTCOME_ESTIMATORS:
+        raise ValueError(f"agentlightning.credit_assignment=rollout_level with algorithm.adv_estimator={estimator!r}: "
+                         "rollout-level credit broadcasts one scalar advantage per rollout, which needs an outcome "
+                         "estimator (GAE computes per-token advantages from a critic). Fix: algorithm.adv_estimator="
+                         "grpo, or credit_assignment=identical")
+    device = str(cfg.trainer.device)
+    if agl.preset == "cpu" and device != "cpu":
+        raise ValueError(f"preset=cpu with trainer.device={device!r}: the CPU preset trains on the CPU platform. "
+                         "Fix: trainer.device=cpu, or preset=gpu")
+    model = cfg.actor_rollout_ref.model
+    if device == "cpu":
+        attn = OmegaConf.select(model, "override_config.attn_implementation", default="flash_attention_2")
+        if model.use_remove_padding or attn not in ("sdpa", "eager"):
+            raise ValueError(f"trainer.device=cpu with use_remove_padding={model.use_remove_padding}, "
+                             f"attn_implementation={attn!r}: both need flash-attn CUDA kernels. Fix: "
+                             "actor_rollout_ref.model.use_remove_padding=false and "
+                             "+actor_rollout_ref.model.override_config.attn_implementation=sdpa (the cpu preset)")
+    mini, batch = int(cfg.actor_rollout_ref.actor.ppo_mini_batch_size), int(cfg.data.train_batch_size)
+    if mini < 1 or batch < 1 or batch % mini:
+        raise ValueError(f"data.train_batch_size={batch} and actor.ppo_mini_batch_size={mini}: the mini-batch size "
+                         "must divide the batch size (mini-batches per step = the quotient). Fix: e.g. equal values "
+                         "for one update per step")
+    if int(cfg.actor_rollout_ref.rollout.n) < 1:
+        raise ValueError(f"actor_rollout_ref.rollout.n={cfg.actor_rollout_ref.rollout.n} must be >= 1 (samples per "
+                         "task; GRPO needs >= 2 for a baseline)")
+    return agl
