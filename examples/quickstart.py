@@ -22,7 +22,7 @@ from typing import Any
 
 from openai import OpenAI
 
-from agentlightning import LLM, SqliteLightningStore, Trainer, rollout
+from agentlightning import LLM, DevReport, SqliteLightningStore, Trainer, rollout
 from agentlightning.models import default_model_path, is_prepared
 from agentlightning.serving import VLLMServer
 
@@ -34,7 +34,8 @@ def sum_agent(task: dict[str, Any], llm: LLM) -> float:
     reply = client.chat.completions.create(
         model=llm.model, messages=[{"role": "user", "content": task["question"]}], max_tokens=16,
         **llm.sampling_parameters)
-    numbers = re.findall(r"-?\d+", reply.choices[0].message.content or "")
+    text = reply.choices[0].message.content or ""
+    numbers = re.findall(r"-?\d+", text.split("=", 1)[1] if "=" in text else text)  # "3 + 5 = 8" -> 8
     return 1.0 if numbers and int(numbers[0]) == task["answer"] else 0.0
 
 
@@ -49,6 +50,14 @@ def make_tasks(n: int, seed: int) -> list[dict[str, Any]]:
     return tasks
 
 
+def run(args: argparse.Namespace, base_url: str, model: str) -> DevReport:
+    print(f"[2/3] model server at {base_url}; running {args.tasks} rollouts on {args.runners} runners ...", flush=True)
+    store = SqliteLightningStore(args.output / "store.sqlite")
+    trainer = Trainer(n_runners=args.runners, store=store)
+    llm = LLM(endpoint=base_url, model=model, sampling_parameters={"temperature": 0.0})
+    return trainer.dev(sum_agent, make_tasks(args.tasks, args.seed), llm)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(default_model_path()), help="HF model folder (default: embedded)")
@@ -56,20 +65,21 @@ def main() -> None:
     parser.add_argument("--runners", type=int, default=2, help="runner processes")
     parser.add_argument("--seed", type=int, default=0, help="task generator seed")
     parser.add_argument("--output", type=Path, default=Path("runs/quickstart"), help="folder for the SQLite store")
+    parser.add_argument("--vllm-url", help="use this running OpenAI-compatible server (base URL ending in /v1) "
+                                           "instead of starting vLLM")
+    parser.add_argument("--served-model", default="policy", help="model name at --vllm-url")
     args = parser.parse_args()
     if args.model == str(default_model_path()) and not is_prepared():
         raise SystemExit(f"the default model is not prepared at {args.model}. Fix: run `make setup`.")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args.output.mkdir(parents=True, exist_ok=True)
 
-    print(f"[1/3] starting vLLM on {args.model} (CPU, ~30 s) ...", flush=True)
-    with VLLMServer(args.model, served_model_name="policy", extra_args=["--max-model-len", "2048"]) as server:
-        print(f"[2/3] vLLM ready at {server.base_url}; running {args.tasks} rollouts on {args.runners} runners ...",
-              flush=True)
-        store = SqliteLightningStore(args.output / "store.sqlite")
-        trainer = Trainer(n_runners=args.runners, store=store)
-        llm = LLM(endpoint=server.base_url, model="policy", sampling_parameters={"temperature": 0.0})
-        report = trainer.dev(sum_agent, make_tasks(args.tasks, args.seed), llm)
+    if args.vllm_url:
+        report = run(args, args.vllm_url, args.served_model)
+    else:
+        print(f"[1/3] starting vLLM on {args.model} (CPU, ~30 s) ...", flush=True)
+        with VLLMServer(args.model, served_model_name="policy", extra_args=["--max-model-len", "2048"]) as server:
+            report = run(args, server.base_url, "policy")
     print(f"[3/3] done: accuracy {report.mean_reward:.2f}; every call's prompt/response token IDs are in "
           f"{args.output / 'store.sqlite'}")
 
