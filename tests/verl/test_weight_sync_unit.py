@@ -1,0 +1,77 @@
+"""Weight-sync protocol against a FAKE vLLM server (httpx MockTransport): call order, atomic folders, fallback to the
+last good weights when a reload fails, and the pre-flight checks that keep bad weights away from the engine.
+The real server is exercised in test_weight_sync_vllm.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from agentlightning.verl.weight_sync import VLLMWeightSync, WeightSyncError
+
+
+class FakeVLLMServer:
+    """Records the control calls; `fail_reload_of` makes reloads of that folder answer HTTP 500."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail_reload_of: str | None = None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/collective_rpc":
+            folder = json.loads(request.content)["kwargs"]["weights_path"]
+            self.calls.append(f"reload {Path(folder).name}")
+            if folder == self.fail_reload_of:
+                return httpx.Response(500, json={"error": "boom"})
+        else:
+            self.calls.append(request.url.path + (f"?{request.url.query.decode()}" if request.url.query else ""))
+        return httpx.Response(200, json={})
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    save_file({"w": torch.zeros(2, 3)}, str(tmp_path / "model.safetensors"))
+    return tmp_path
+
+
+def test_push_order_and_fallback(tmp_path: Path, model_dir: Path) -> None:
+    fake = FakeVLLMServer()
+    sync = VLLMWeightSync("http://fake:1", root=tmp_path / "w", model_path=model_dir,
+                          transport=httpx.MockTransport(fake))
+    sync.push([("w", torch.ones(2, 3))])
+    assert fake.calls == ["/pause?mode=wait", "reload v1", "/reset_prefix_cache", "/resume"]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["v1"]  # no .tmp- left behind
+
+    fake.calls.clear()
+    fake.fail_reload_of = str(tmp_path / "w" / "v2")
+    with pytest.raises(WeightSyncError, match="restored to .*v1"):
+        sync.push([("w", torch.full((2, 3), 2.0))])
+    assert fake.calls == ["/pause?mode=wait", "reload v2", "reload v1", "/reset_prefix_cache", "/resume"]
+    assert sync.last_good == tmp_path / "w" / "v1"
+
+    fake.calls.clear()
+    sync.push([("w", torch.full((2, 3), 3.0))])  # v3 replaces v1 as the last good folder
+    assert sync.last_good == tmp_path / "w" / "v3" and not (tmp_path / "w" / "v1").exists()
+
+
+def test_preflight_refuses_bad_weights_without_touching_the_server(tmp_path: Path, model_dir: Path) -> None:
+    fake = FakeVLLMServer()
+    sync = VLLMWeightSync("http://fake:1", root=tmp_path / "w", model_path=model_dir,
+                          transport=httpx.MockTransport(fake))
+    with pytest.raises(WeightSyncError, match=r"shape \(3, 3\) but the served model expects \(2, 3\)"):
+        sync.push([("w", torch.zeros(3, 3))])
+    with pytest.raises(WeightSyncError, match="not a weight of the served model"):
+        sync.push([("extra", torch.zeros(1))])
+    with pytest.raises(WeightSyncError, match="does not exist"):
+        sync.push_folder(tmp_path / "missing")
+    assert fake.calls == []
+
+
+def test_server_url_must_be_the_root() -> None:
+    with pytest.raises(ValueError, match="not the /v1"):
+        VLLMWeightSync("http://127.0.0.1:8000/v1")
