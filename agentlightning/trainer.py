@@ -33,7 +33,7 @@ from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import InMemoryLightningStore, LightningStore, LightningStoreServer
 from agentlightning.types import LLM, Rollout, RolloutConfig, RolloutMode
 
-__all__ = ["Algorithm", "DevReport", "Trainer", "TrainerSession"]
+__all__ = ["Algorithm", "DevReport", "Trainer", "TrainerSession", "task_id", "task_list"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,11 +176,11 @@ class Trainer:
             rollouts = await session.run_rollouts(tasks, mode, resources.resources_id, timeout=timeout)
             report = DevReport(store_location=_describe_store(session.store))
             for i, rollout in enumerate(rollouts):
-                result = await session.collect(rollout, data_id=_task_id(rollout.input, i))
+                result = await session.collect(rollout, data_id=task_id(rollout.input, i))
                 attempt = await session.store.get_latest_attempt(rollout.rollout_id)
                 note = (attempt.metadata.get("error", "") if attempt else "") or (result.empty_reason or "")
                 report.rows.append({
-                    "task": _task_id(rollout.input, i), "rollout_id": rollout.rollout_id, "status": rollout.status,
+                    "task": task_id(rollout.input, i), "rollout_id": rollout.rollout_id, "status": rollout.status,
                     "reward": result.final_reward, "turns": result.stats.get("num_llm_calls", 0),
                     "tokens": sum(len(t.prompt_token_ids) + len(t.response_token_ids) for t in result.triplets),
                     "note": note.splitlines()[0][:60] if note else ""})
@@ -195,7 +195,8 @@ class Trainer:
         return self.algorithm.fit(self, agent, train_dataset, val_dataset)
 
 
-def _task_id(task: Any, index: int) -> str:
+def task_id(task: Any, index: int) -> str:
+    """A task's id for tables and GRPO groups: its `id`/`task_id`/`data_id`/`question_id`, else `#<index>`."""
     if isinstance(task, dict):
         for key in ("id", "task_id", "data_id", "question_id"):
             if key in task:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from agentlightning.trainer import task_id
 from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
@@ -51,14 +52,6 @@ def latest_checkpoint(folder: Path) -> Path | None:
         return None
     done = [p for p in folder.glob("global_step_*") if (p / STATE_FILE).is_file()]
     return max(done, key=lambda p: int(p.name.rsplit("_", 1)[1]), default=None)
-
-
-def _task_id(task: Any, index: int) -> str:
-    if isinstance(task, dict):
-        for key in ("id", "task_id", "data_id", "question_id"):
-            if key in task:
-                return str(task[key])
-    return f"#{index}"
 
 
 class VerlAlgorithm:
@@ -134,7 +127,7 @@ class VerlAlgorithm:
             order = np.random.default_rng(seed + epoch).permutation(len(train)) if self.config.data.shuffle \
                 else np.arange(len(train))
             index = int(order[pos])
-            out.append((_task_id(train[index], index), train[index]))
+            out.append((task_id(train[index], index), train[index]))
         return out
 
     async def _rollouts(self, session: Any, tasks: list[tuple[str, Any]], n: int, mode: str, version: int
@@ -176,7 +169,7 @@ class VerlAlgorithm:
     async def _validate(self, session: Any, val: list[Any], version: int) -> dict[str, float]:
         if not val:
             return {}
-        tasks = [(_task_id(t, i), t) for i, t in enumerate(val)]
+        tasks = [(task_id(t, i), t) for i, t in enumerate(val)]
         _samples, stats = await self._rollouts(session, tasks, 1, "val", version)
         return {f"val/{k}": v for k, v in stats.items() if not k.startswith("timing")}
 
