@@ -44,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         i = args.index("--config-name")
         name = args[i + 1]
         del args[i:i + 2]
-    from agentlightning.adapter import TraceAdapter
-    from agentlightning.store import InMemoryLightningStore, SqliteLightningStore
-    from agentlightning.trainer import Trainer
-    from agentlightning.verl.algorithm import VerlAlgorithm
+    from agentlightning.verl.algorithm import trainer_from_config
     from agentlightning.verl.config import compose_config, validate_config
 
     cfg = compose_config(name, args)
@@ -56,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("agentlightning.agent=module:attribute and agentlightning.train_data=<file> are required")
     module, _, attr = agl.agent.partition(":")
     agent = getattr(importlib.import_module(module), attr)
-    store = InMemoryLightningStore() if agl.store == "memory" else SqliteLightningStore(agl.store)
-    adapter = TraceAdapter(mode=agl.adapter.get("mode", "transition"), agent_match=agl.adapter.get("agent_match"))
-    trainer = Trainer(n_runners=agl.n_runners, store=store, algorithm=VerlAlgorithm(cfg), adapter=adapter,
-                      runner_backend=agl.runner_backend)  # type: ignore[arg-type]
+    trainer = trainer_from_config(cfg)
     trainer.fit(agent, load_tasks(agl.train_data), load_tasks(agl.val_data))
     return 0
 

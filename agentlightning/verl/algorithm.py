@@ -38,7 +38,7 @@ from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
 
-__all__ = ["VerlAlgorithm", "latest_checkpoint"]
+__all__ = ["VerlAlgorithm", "latest_checkpoint", "trainer_from_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,3 +232,16 @@ class VerlAlgorithm:
         keep = self.config.trainer.get("max_actor_ckpt_to_keep")
         actor.save_checkpoint(folder, state["step"], max_to_keep=keep)
         (folder / STATE_FILE).write_text(json.dumps(state))  # written last: marks the checkpoint complete
+
+
+def trainer_from_config(cfg: DictConfig) -> Any:
+    """The `Trainer` a composed config describes: its store, runners and adapter, with a `VerlAlgorithm` on `cfg`."""
+    from agentlightning.adapter import TraceAdapter
+    from agentlightning.store import InMemoryLightningStore, SqliteLightningStore
+    from agentlightning.trainer import Trainer
+
+    agl = validate_config(cfg)
+    store = InMemoryLightningStore() if agl.store == "memory" else SqliteLightningStore(agl.store)
+    adapter = TraceAdapter(mode=agl.adapter.get("mode", "transition"), agent_match=agl.adapter.get("agent_match"))
+    return Trainer(n_runners=agl.n_runners, store=store, algorithm=VerlAlgorithm(cfg), adapter=adapter,
+                   runner_backend=agl.runner_backend)  # type: ignore[arg-type]

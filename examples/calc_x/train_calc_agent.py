@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from agentlightning import LitAgent, SqliteLightningStore, TraceAdapter, Trainer, emit_object, semconv  # noqa: E402
+from agentlightning import LitAgent, emit_object, semconv  # noqa: E402
 from agentlightning.agent import resolve_llm  # noqa: E402
-from agentlightning.store import InMemoryLightningStore, LightningStore  # noqa: E402
+from agentlightning.store import LightningStore  # noqa: E402
 from agentlightning.types import AttemptedRollout, NamedResources  # noqa: E402
 from agentlightning.verl.config import CONFIG_DIR, register_resolvers, validate_config  # noqa: E402
 from examples.calc_x.calc_agent import calc_agent  # noqa: E402
@@ -109,7 +109,7 @@ def _table(before: dict[str, float], after: dict[str, float]) -> str:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="calc_x", version_base=None)
 def main(cfg: DictConfig) -> None:
-    from agentlightning.verl import VerlAlgorithm
+    from agentlightning.verl.algorithm import trainer_from_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
@@ -123,11 +123,8 @@ def main(cfg: DictConfig) -> None:
         val = val[: int(cfg.calc_x.val_size)]
     output = Path(agl.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    store: LightningStore = InMemoryLightningStore() if agl.store == "memory" else SqliteLightningStore(agl.store)
-    trainer = Trainer(n_runners=agl.n_runners, store=store, algorithm=VerlAlgorithm(cfg),
-                      adapter=TraceAdapter(mode=agl.adapter.get("mode", "transition"),
-                                           agent_match=agl.adapter.get("agent_match")),
-                      runner_backend=agl.runner_backend)  # type: ignore[arg-type]
+    trainer = trainer_from_config(cfg)
+    store: LightningStore = trainer.store
     print(f"calc_x: training on {len(train)} tasks, validating on {len(val)}; output in {output}", flush=True)
     history = trainer.fit(CalcXAgent(max_turns=int(cfg.calc_x.max_turns)), train, val)
     final_step = int(history[-1]["step"]) if history else 0
