@@ -39,6 +39,7 @@ import cloudpickle
 
 from agentlightning.agent import LitAgent
 from agentlightning.runner import RunnerConfig, worker_loop
+from agentlightning.serving.vllm_server import die_with_parent
 
 __all__ = ["RunnerCrashError", "RunnerPool", "preload_user_modules"]
 
@@ -138,7 +139,9 @@ class RunnerPool:
         for name, path in self._preload:
             cmd += ["--preload", f"{name}={path}"]
         with open(self.log_dir / f"{worker_id}.log", "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            # Workers die with the pool's thread (PR_SET_PDEATHSIG): a trainer killed by a signal leaves no orphans.
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    preexec_fn=die_with_parent)
         self._procs[worker_id] = (proc, time.monotonic())
 
     def _watch(self) -> None:

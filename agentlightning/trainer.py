@@ -153,7 +153,7 @@ class Trainer:
                 await server.start()
                 pool = RunnerPool(agent, server.url, self.n_runners, self.runner_backend, token=self.store_token,
                                   config=self.runner_config)
-                await asyncio.to_thread(pool.start)
+                pool.start()  # from this (long-lived) thread: workers die with it (PR_SET_PDEATHSIG)
             yield TrainerSession(self, agent, store, proxy, server, pool)
         finally:
             if pool is not None:

@@ -49,6 +49,7 @@ __all__ = [
     "VLLMServerError",
     "build_vllm_command",
     "cpu_env_defaults",
+    "die_with_parent",
     "find_free_port",
     "is_cpu_platform",
     "tail",
@@ -231,7 +232,7 @@ class VLLMServer:
         self._log_file = log
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=self.environment(), start_new_session=True,
-                                      preexec_fn=_die_with_parent if self.kill_on_parent_death else None)
+                                      preexec_fn=die_with_parent if self.kill_on_parent_death else None)
         _LIVE.add(self)
         try:
             self._wait_healthy()
@@ -286,7 +287,9 @@ class VLLMServer:
         return f"VLLMServer(model={self.model!r}, url={self.url if self.port else None!r}, {state})"
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """`preexec_fn` for child processes: on Linux the child gets SIGTERM when the thread that started it dies
+    (`PR_SET_PDEATHSIG`), so a parent killed by a signal (where `finally` and atexit do not run) leaves no orphan."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes

@@ -6,8 +6,12 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +259,50 @@ def test_crash_looping_workers_are_reported_with_their_log() -> None:
             assert pool.restarts == 1
     finally:
         server.stop_thread()
+
+
+_POOL_PARENT = textwrap.dedent(
+    """
+    import time
+    from agentlightning.agent import rollout
+    from agentlightning.runner_pool import RunnerPool
+    from agentlightning.store import InMemoryLightningStore, LightningStoreServer
+
+    @rollout
+    def idle(task, llm):
+        return 0.0
+
+    if __name__ == "__main__":
+        server = LightningStoreServer(InMemoryLightningStore())
+        server.start_in_thread()
+        pool = RunnerPool(idle, server.url, n_runners=2).start()
+        print(" ".join(str(p) for p in pool.pids().values()), flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def test_workers_die_when_the_trainer_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(_POOL_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert len(pids) == 2
+    parent.kill()  # SIGKILL: no finally, no atexit
+    parent.wait(10)
+    deadline = time.monotonic() + 20
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        time.sleep(0.2)
+    assert not alive, f"runner workers {alive} outlived their killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie waiting for its reaper counts as gone
+        return stat.read().split()[2] != "Z"
