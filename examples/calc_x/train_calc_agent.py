@@ -23,7 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere: `examples` importable
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `examples` importable
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -98,6 +99,12 @@ def summarize(outcomes: list[dict[str, Any]]) -> dict[str, float]:
             "mean_tokens": sum(o["tokens"] for o in outcomes) / n}
 
 
+def _data_path(path: str) -> str:
+    """A data path as given if it exists (absolute, or relative to the working directory), else relative to the
+    repository (the config's defaults name the bundled files that way)."""
+    return path if Path(path).exists() else str(ROOT / path)
+
+
 def _table(before: dict[str, float], after: dict[str, float]) -> str:
     rows = [f"{'held-out (test split)':<22} {'before':>8} {'after':>8} {'change':>8}"]
     for key in ("accuracy", "format_rate", "tool_call_rate", "mean_turns", "mean_tokens"):
@@ -117,8 +124,8 @@ def main(cfg: DictConfig) -> None:
     agl = validate_config(cfg)
     if agl.train_data is None:
         raise SystemExit("agentlightning.train_data is not set. Fix: agentlightning.train_data=<calc-x .jsonl>")
-    train = load_calc_x(agl.train_data)
-    val = load_calc_x(agl.val_data) if agl.val_data else []
+    train = load_calc_x(_data_path(agl.train_data))
+    val = load_calc_x(_data_path(agl.val_data)) if agl.val_data else []
     if cfg.calc_x.val_size is not None:
         val = val[: int(cfg.calc_x.val_size)]
     output = Path(agl.output_dir)
