@@ -127,7 +127,8 @@ class Trainer:
                  algorithm: Algorithm | None = None, adapter: TraceAdapter | None = None,
                  runner_backend: Literal["process", "ray"] = "process", rollout_config: RolloutConfig | None = None,
                  runner_config: RunnerConfig | None = None, store_host: str = "127.0.0.1",
-                 store_token: str | None = None) -> None:
+                 store_token: str | None = None, runner_log_dir: str | Path | None = None,
+                 proxy_kwargs: dict[str, Any] | None = None) -> None:
         if n_runners < 0:
             raise ValueError(f"n_runners={n_runners} must be >= 0 (0 runs the agent in this process)")
         self.n_runners, self.store, self.proxy, self.algorithm = n_runners, store, proxy, algorithm
@@ -136,6 +137,8 @@ class Trainer:
         # Default retry policy: a runner that dies stops heartbeating and its rollout is retried elsewhere.
         self.rollout_config = rollout_config or RolloutConfig(unresponsive_seconds=60, max_attempts=2)
         self.store_host, self.store_token = store_host, store_token
+        self.runner_log_dir = runner_log_dir  # None: a temp folder, removed after a clean stop
+        self.proxy_kwargs = dict(proxy_kwargs or {})  # e.g. {"request_logprobs": True} when no `proxy` is given
 
     @contextlib.asynccontextmanager
     async def session(self, agent: LitAgent, backends: Sequence[str]) -> AsyncIterator[TrainerSession]:
@@ -144,7 +147,7 @@ class Trainer:
             raise TypeError(f"agent {agent!r} is not a LitAgent; subclass LitAgent or decorate a function with "
                             "@agentlightning.rollout")
         store = self.store or InMemoryLightningStore()
-        proxy = self.proxy or LLMProxy(list(backends), store)
+        proxy = self.proxy or LLMProxy(list(backends), store, **self.proxy_kwargs)
         server = pool = None
         await proxy.start()
         try:
@@ -152,7 +155,7 @@ class Trainer:
                 server = LightningStoreServer(store, host=self.store_host, token=self.store_token)
                 await server.start()
                 pool = RunnerPool(agent, server.url, self.n_runners, self.runner_backend, token=self.store_token,
-                                  config=self.runner_config)
+                                  config=self.runner_config, log_dir=self.runner_log_dir)
                 pool.start()  # from this (long-lived) thread: workers die with it (PR_SET_PDEATHSIG)
             yield TrainerSession(self, agent, store, proxy, server, pool)
         finally:

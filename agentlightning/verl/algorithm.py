@@ -244,4 +244,5 @@ def trainer_from_config(cfg: DictConfig) -> Any:
     store = InMemoryLightningStore() if agl.store == "memory" else SqliteLightningStore(agl.store)
     adapter = TraceAdapter(mode=agl.adapter.get("mode", "transition"), agent_match=agl.adapter.get("agent_match"))
     return Trainer(n_runners=agl.n_runners, store=store, algorithm=VerlAlgorithm(cfg), adapter=adapter,
-                   runner_backend=agl.runner_backend)  # type: ignore[arg-type]
+                   runner_backend=agl.runner_backend,  # type: ignore[arg-type]
+                   runner_log_dir=Path(agl.output_dir) / "runners")
