@@ -178,6 +178,7 @@ class RunnerPool:
         if self.backend == "ray":
             self._start_ray()
             return self
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix="agent-", suffix=".pkl", dir=self.log_dir)
         with os.fdopen(handle, "wb") as f:
             f.write(self._agent_bytes)

@@ -44,3 +44,4 @@ def test_one_training_step(tmp_path: Path) -> None:
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 1
     assert rows[-1]["batch/num_samples"] >= 1 and "actor/pg_loss" in rows[-1]
     assert (tmp_path / "reward_curve.png").is_file()
+    assert any((tmp_path / "runners").glob("runner-*.log"))  # runner logs kept with the run
