@@ -4,8 +4,8 @@ Where this sits: store (served over HTTP) → **runner pool** → agent → prox
 
 - `backend="process"`: each worker is a fresh `python -m agentlightning.runner_pool` process that talks to the store
   over HTTP. As with multiprocessing, a script that defines its agent needs the usual `if __name__ == "__main__":`
-  guard (the worker loads it as `__mp_main__`). The agent travels as a
-  cloudpickle file; the agent's own modules are first loaded from their files in the worker
+  guard (the worker loads it as `__mp_main__`). The agent (with the trainer's `Tracer`, if
+  any) travels as a cloudpickle file; the agent's own modules are first loaded from their files in the worker
   (`preload_user_modules`). Each worker logs to `<log_dir>/<worker_id>.log`.
 - `backend="ray"`: each worker is a Ray actor, so runners can live on any node of a Ray cluster (serve the store on
   an address those nodes reach, with a token).
@@ -40,6 +40,7 @@ import cloudpickle
 from agentlightning.agent import LitAgent
 from agentlightning.runner import RunnerConfig, worker_loop
 from agentlightning.serving.vllm_server import die_with_parent
+from agentlightning.tracer import Tracer
 
 __all__ = ["RunnerCrashError", "RunnerPool", "preload_user_modules"]
 
@@ -103,7 +104,8 @@ class RunnerPool:
     def __init__(self, agent: LitAgent, store_url: str, n_runners: int = 2,
                  backend: Literal["process", "ray"] = "process", token: str | None = None,
                  config: RunnerConfig | None = None, restart_dead: bool = True, log_dir: str | Path | None = None,
-                 crash_window_seconds: float = 20.0, max_quick_crashes: int = 3) -> None:
+                 crash_window_seconds: float = 20.0, max_quick_crashes: int = 3, tracer: Tracer | None = None
+                 ) -> None:
         if n_runners < 1:
             raise ValueError(f"n_runners={n_runners} must be >= 1")
         if backend not in ("process", "ray"):
@@ -115,7 +117,7 @@ class RunnerPool:
         self.crash_window_seconds, self.max_quick_crashes = crash_window_seconds, max_quick_crashes
         self._own_log_dir = log_dir is None  # a temp folder we remove after a clean stop
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="agl-runners-"))
-        self._agent_bytes = cloudpickle.dumps(agent)
+        self._agent_bytes = cloudpickle.dumps((agent, tracer))  # the worker rebuilds both
         self._preload = _user_modules(agent)
         self._procs: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
         self._actors: list[Any] = []
@@ -135,6 +137,7 @@ class RunnerPool:
         cmd = [sys.executable, "-m", "agentlightning.runner_pool", "--agent-file", str(self._agent_file),
                "--store", self.store_url, "--worker-id", worker_id, "--poll-seconds", str(self.config.poll_seconds),
                "--heartbeat-seconds", str(self.config.heartbeat_seconds),
+               "--max-concurrency", str(self.config.max_concurrency),
                "--log-level", str(logging.getLogger().getEffectiveLevel())]
         for name, path in self._preload:
             cmd += ["--preload", f"{name}={path}"]
@@ -243,13 +246,13 @@ class RunnerPool:
         self.stop()
 
 
-async def _serve(agent: LitAgent, store_url: str, token: str | None, worker_id: str, config: RunnerConfig,
-                 stop: asyncio.Event) -> int:
+async def _serve(agent: LitAgent, tracer: Tracer | None, store_url: str, token: str | None, worker_id: str,
+                 config: RunnerConfig, stop: asyncio.Event) -> int:
     from agentlightning.store.http import LightningStoreClient
 
     client = LightningStoreClient(store_url, token=token)
     try:
-        return await worker_loop(client, agent, worker_id, stop, config)
+        return await worker_loop(client, agent, worker_id, stop, config, tracer)
     finally:
         await client.close()
 
@@ -263,14 +266,14 @@ class _RayRunner:
     def run(self, agent_bytes: bytes, preload: list[tuple[str, str]], store_url: str, token: str | None,
             worker_id: str, config: RunnerConfig) -> int:
         preload_user_modules(preload)
-        agent = cloudpickle.loads(agent_bytes)
+        agent, tracer = cloudpickle.loads(agent_bytes)
 
         async def main() -> int:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             threading.Thread(target=lambda: (self._stop.wait(), loop.call_soon_threadsafe(stop.set)),
                              daemon=True).start()
-            return await _serve(agent, store_url, token, worker_id, config, stop)
+            return await _serve(agent, tracer, store_url, token, worker_id, config, stop)
 
         return asyncio.run(main())
 
@@ -286,21 +289,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--poll-seconds", type=float, default=0.2)
     parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
+    parser.add_argument("--max-concurrency", type=int, default=1, help="rollouts this worker runs at once")
     parser.add_argument("--log-level", type=int, default=logging.INFO)
     parser.add_argument("--preload", action="append", default=[], help="NAME=FILE of the agent's own modules")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s {args.worker_id} %(levelname)s %(name)s: %(message)s")
     preload_user_modules([tuple(item.split("=", 1)) for item in args.preload])  # type: ignore[misc]
-    agent = cloudpickle.loads(Path(args.agent_file).read_bytes())
-    config = RunnerConfig(poll_seconds=args.poll_seconds, heartbeat_seconds=args.heartbeat_seconds)
+    agent, tracer = cloudpickle.loads(Path(args.agent_file).read_bytes())
+    config = RunnerConfig(poll_seconds=args.poll_seconds, heartbeat_seconds=args.heartbeat_seconds,
+                          max_concurrency=args.max_concurrency)
 
     async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await _serve(agent, args.store, os.environ.get("AGL_STORE_TOKEN"), args.worker_id, config, stop)
+        return await _serve(agent, tracer, args.store, os.environ.get("AGL_STORE_TOKEN"), args.worker_id, config,
+                            stop)
 
     count = asyncio.run(run())
     logging.getLogger(__name__).info("worker %s ran %d rollouts; exiting", args.worker_id, count)

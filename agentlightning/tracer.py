@@ -22,7 +22,7 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,12 +127,23 @@ _CONTEXTS: dict[tuple[str | None, str | None], AttemptContext] = {}
 
 
 class Tracer:
-    """Creates spans for the current attempt. One per process is enough; it is cheap to hold."""
+    """Creates spans for the current attempt. One per process is enough; it is cheap to hold.
 
-    def __init__(self) -> None:
+    span_processors: extra OpenTelemetry span processors that see every span too (e.g. a `BatchSpanProcessor` with
+    an OTLP exporter, to watch agents in your own tracing backend); the store always gets them. A tracer handed to
+    runner processes travels pickled (class and processors) and is rebuilt there, so the processors must pickle.
+    """
+
+    def __init__(self, span_processors: Sequence[SpanProcessor] = ()) -> None:
+        self.span_processors = list(span_processors)
         self._provider = TracerProvider()
         self._provider.add_span_processor(_StoreProcessor())
+        for processor in self.span_processors:
+            self._provider.add_span_processor(processor)
         self._otel = self._provider.get_tracer("agentlightning")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return type(self), (self.span_processors,)
 
     # ------------------------------------------------------------------ attempt scope
     @contextlib.asynccontextmanager

@@ -11,7 +11,9 @@ Where this sits: it owns the loop. task → **store** (served over HTTP for the 
   and publishes the new weights.
 
 `n_runners=0` runs the agent in this process (one worker on the trainer's event loop: easiest to debug); otherwise
-`n_runners` worker processes (or Ray actors with `runner_backend="ray"`) talk to the store over HTTP.
+`n_runners` worker processes (or Ray actors with `runner_backend="ray"`) talk to the store over HTTP. Each worker
+runs up to `runner_config.max_concurrency` rollouts at once. `tracer`: a `Tracer` (e.g. with extra OpenTelemetry span
+processors) used by every worker; by default each worker makes a plain one.
 Datasets are anything indexable of task dicts (lists, HF `datasets.Dataset`).
 """
 
@@ -31,6 +33,7 @@ from agentlightning.proxy import LLMProxy
 from agentlightning.runner import RunnerConfig, worker_loop
 from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import InMemoryLightningStore, LightningStore, LightningStoreServer
+from agentlightning.tracer import Tracer
 from agentlightning.types import LLM, Rollout, RolloutConfig, RolloutMode
 
 __all__ = ["Algorithm", "DevReport", "Trainer", "TrainerSession", "task_id", "task_list"]
@@ -94,7 +97,9 @@ class TrainerSession:
         rollouts = await self.store.enqueue_many_rollouts(requests)
         ids = [r.rollout_id for r in rollouts]
         if self.pool is None:  # in-process: run them here, now
-            await worker_loop(self.store, self.agent, "inline-0", config=RunnerConfig(exit_when_idle_seconds=0.0))
+            config_inline = RunnerConfig(exit_when_idle_seconds=0.0,
+                                         max_concurrency=self.trainer.runner_config.max_concurrency)
+            await worker_loop(self.store, self.agent, "inline-0", config=config_inline, tracer=self.trainer.tracer)
         done = {r.rollout_id: r for r in await self._wait(ids, timeout)}
         missing = [i for i in ids if i not in done]
         if missing:
@@ -128,7 +133,7 @@ class Trainer:
                  runner_backend: Literal["process", "ray"] = "process", rollout_config: RolloutConfig | None = None,
                  runner_config: RunnerConfig | None = None, store_host: str = "127.0.0.1",
                  store_token: str | None = None, runner_log_dir: str | Path | None = None,
-                 proxy_kwargs: dict[str, Any] | None = None) -> None:
+                 proxy_kwargs: dict[str, Any] | None = None, tracer: Tracer | None = None) -> None:
         if n_runners < 0:
             raise ValueError(f"n_runners={n_runners} must be >= 0 (0 runs the agent in this process)")
         self.n_runners, self.store, self.proxy, self.algorithm = n_runners, store, proxy, algorithm
@@ -139,6 +144,7 @@ class Trainer:
         self.store_host, self.store_token = store_host, store_token
         self.runner_log_dir = runner_log_dir  # None: a temp folder, removed after a clean stop
         self.proxy_kwargs = dict(proxy_kwargs or {})  # e.g. {"request_logprobs": True} when no `proxy` is given
+        self.tracer = tracer  # None: a plain Tracer per worker (spans go to the store only)
 
     @contextlib.asynccontextmanager
     async def session(self, agent: LitAgent, backends: Sequence[str]) -> AsyncIterator[TrainerSession]:
@@ -155,7 +161,7 @@ class Trainer:
                 server = LightningStoreServer(store, host=self.store_host, token=self.store_token)
                 await server.start()
                 pool = RunnerPool(agent, server.url, self.n_runners, self.runner_backend, token=self.store_token,
-                                  config=self.runner_config, log_dir=self.runner_log_dir)
+                                  config=self.runner_config, log_dir=self.runner_log_dir, tracer=self.tracer)
                 pool.start()  # from this (long-lived) thread: workers die with it (PR_SET_PDEATHSIG)
             yield TrainerSession(self, agent, store, proxy, server, pool)
         finally:

@@ -3,11 +3,13 @@
 Both sides send the same chat requests (one per task, `max_tokens` tokens each with `ignore_eos`, so both generate
 exactly the same number of tokens) to the same vLLM server at the same concurrency:
 - raw: an asyncio client straight to vLLM (`concurrency` requests in flight);
-- runtime: `Trainer.session` with `concurrency` runner processes, each running a one-call agent through the proxy,
-  which records a span per call, and a reward span per rollout.
+- runtime: `Trainer.session` with `--runners` runner processes running `concurrency / runners` rollouts each at
+  once (`RunnerConfig.max_concurrency`), a one-call agent through the proxy, which records a span per call, and a
+  reward span per rollout.
 Prints rollouts/min, tokens/s and the runtime/raw ratio. Target: the runtime keeps >= 80% of raw token throughput.
 
-Run: `.venv/bin/python benchmarks/rollout_throughput.py [--rollouts 32] [--concurrency 4] [--vllm-url URL --model M]`
+Run: `.venv/bin/python benchmarks/rollout_throughput.py [--rollouts 32] [--concurrency 8] [--runners 2]
+[--vllm-url URL --model M]`
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 
 from agentlightning import semconv
 from agentlightning.agent import rollout
+from agentlightning.runner import RunnerConfig
 from agentlightning.store import InMemoryLightningStore
 from agentlightning.trainer import Trainer
 from agentlightning.types import LLM
@@ -62,10 +65,12 @@ async def raw(url: str, model: str, tasks: list[dict[str, Any]], concurrency: in
     return time.perf_counter() - started, tokens
 
 
-async def runtime(url: str, model: str, tasks: list[dict[str, Any]], concurrency: int, max_tokens: int
-                  ) -> tuple[float, int]:
+async def runtime(url: str, model: str, tasks: list[dict[str, Any]], concurrency: int, max_tokens: int,
+                  runners: int = 2) -> tuple[float, int]:
     store = InMemoryLightningStore()
-    trainer = Trainer(n_runners=concurrency, store=store)
+    runners = max(1, min(runners, concurrency))
+    per_runner = -(-concurrency // runners)
+    trainer = Trainer(n_runners=runners, store=store, runner_config=RunnerConfig(max_concurrency=per_runner))
     async with trainer.session(one_call_agent, [url]) as session:
         resources = await store.add_resources({"main_llm": session.proxy.as_resource(
             model=model, sampling_parameters={"max_tokens": max_tokens})})
@@ -97,14 +102,17 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         await raw(url, model, tasks[: args.concurrency], args.concurrency, args.max_tokens)  # warm-up
         results = {}
-        for name, fn in (("raw vLLM", raw), ("runtime", runtime), ("raw vLLM (again)", raw)):
-            seconds, tokens = await fn(url, model, tasks, args.concurrency, args.max_tokens)
+        for name in ("raw vLLM", "runtime", "raw vLLM (again)"):
+            if name == "runtime":
+                seconds, tokens = await runtime(url, model, tasks, args.concurrency, args.max_tokens, args.runners)
+            else:
+                seconds, tokens = await raw(url, model, tasks, args.concurrency, args.max_tokens)
             results[name] = (seconds, tokens)
     finally:
         if server is not None:
             server.stop()
     print(f"rollout_throughput: {args.rollouts} rollouts, 1 call x {args.max_tokens} tokens each, "
-          f"concurrency {args.concurrency}")
+          f"concurrency {args.concurrency} (runtime: {args.runners} runner processes)")
     print(f"{'path':<18} {'seconds':>8} {'rollouts/min':>13} {'tokens/s':>9}")
     for name, (seconds, tokens) in results.items():
         print(f"{name:<18} {seconds:>8.2f} {60 * args.rollouts / seconds:>13.1f} {tokens / seconds:>9.1f}")
@@ -117,7 +125,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rollouts", type=int, default=32)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8, help="requests (rollouts) in flight")
+    parser.add_argument("--runners", type=int, default=2, help="runner processes sharing the concurrency")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--vllm-url", help="use a running vLLM (OpenAI base URL ending in /v1) instead of starting one")
     parser.add_argument("--model", default="policy", help="served model name at --vllm-url")

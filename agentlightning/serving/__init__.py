@@ -10,7 +10,8 @@ from agentlightning.serving.vllm_server import (
     cpu_env_defaults,
     find_free_port,
     is_cpu_platform,
+    serving_dtype,
 )
 
 __all__ = ["VLLMServer", "VLLMServerError", "build_vllm_command", "cpu_env_defaults", "find_free_port",
-           "is_cpu_platform"]
+           "is_cpu_platform", "serving_dtype"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from agentlightning.net import advertised_host
 from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, RolloutRequest, StoreError
 from agentlightning.types import (
     Attempt,
@@ -101,7 +103,8 @@ def build_app(store: LightningStore, token: str | None = None) -> FastAPI:
     """The FastAPI app exposing `store`; routes mirror the `LightningStore` methods one to one."""
 
     async def check_token(request: Request, authorization: str | None = Header(default=None)) -> None:
-        if token is not None and request.url.path != "/health" and authorization != f"Bearer {token}":
+        if token is not None and request.url.path != "/health" and not hmac.compare_digest(
+                (authorization or "").encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "this store needs a token: send 'Authorization: Bearer <token>' "
                                      "(LightningStoreClient(url, token=...) or AGL_STORE_TOKEN)")
 
@@ -216,7 +219,8 @@ class LightningStoreServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = advertised_host(self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     async def _sweeper(self) -> None:
         while True:

@@ -3,19 +3,20 @@
 Where this sits: it closes the loop. task → store → runner → agent → proxy → vLLM → spans → adapter → triplets →
 **verl batch → PPO/GRPO update → new weights → vLLM**.
 
-One step (CPU path, `trainer.device=cpu`):
-1. publish the current policy: `session.proxy.as_resource(model=<served name>, sampling)` → `store.add_resources`;
+One step, the same code on CPU and GPU (the `Policy` differs: `agentlightning.verl.policy`):
+1. publish the current policy: `session.proxy.as_resource(model=policy.served_model, sampling)` →
+   `store.add_resources` (the proxy fronts `policy.base_urls()`: our vLLM server on CPU, verl's replicas on GPU);
 2. `session.run_rollouts(tasks × rollout.n, mode="train")` (each rollout's metadata carries the task's data id);
 3. `session.collect(rollout)` → triplets; failed rollouts are left out (counted); `build_batch` → `DataProto`;
-4. `InProcessPPO.step`: verl's old log-probs, ref/KL, advantages, actor (and critic) update;
-5. `VLLMWeightSync.push`: the actor's HF weights into the running vLLM server (pause, reload, reset cache, resume).
+   `policy.release_rollout()` (GPU: verl's replicas sleep, freeing memory for the update);
+4. `policy.step`: verl's old log-probs (or, in verl's bypass mode, the sampler's logprobs that the proxy
+   recorded), ref/KL, advantages, actor (and critic) update (`agentlightning.verl.ppo_step`);
+5. `policy.push_weights`: CPU — the actor's HF weights into the running vLLM server (pause, reload, reset cache,
+   resume); GPU — verl's checkpoint engine (`update_weights`), which wakes the replicas with the new weights.
 Validation runs before training and at the end. Metrics per step go to the console (tqdm), `metrics.jsonl` and
 TensorBoard under `agentlightning.output_dir`; `reward_curve.png` is drawn at the end. Every `trainer.save_freq`
 steps a checkpoint (verl's FSDP model + optimizer + scheduler, plus `agl_state.json` with step and data cursor)
 is written; a new `fit` resumes from the latest complete one (`trainer.resume_mode: disable` starts fresh).
-
-The GPU path (`trainer.device=cuda`) is meant to run on verl's own trainer with vLLM rollout replicas; it is not
-wired yet (see the issue-5 report) and raises with that explanation.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from agentlightning.trainer import task_id
 from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
+from agentlightning.verl.policy import CPUPolicy, Policy
 
 __all__ = ["VerlAlgorithm", "latest_checkpoint", "trainer_from_config"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "agl_state.json"
-SERVED_NAME = "policy"
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -66,49 +67,45 @@ class VerlAlgorithm:
 
     # ------------------------------------------------------------------ entry point
     def fit(self, trainer: Any, agent: Any, train_dataset: Any, val_dataset: Any | None) -> list[dict[str, float]]:
-        if str(self.config.trainer.device) != "cpu":
-            raise NotImplementedError(
-                f"trainer.device={self.config.trainer.device!r}: the GPU path (verl's trainer with vLLM rollout "
-                "replicas and an agent-loop manager fronting our runners) is not wired in this version. Fix: run "
-                "with preset=cpu, or drive verl's main_ppo directly")
-        from agentlightning.serving.vllm_server import VLLMServer
         from agentlightning.trainer import task_list
-        from agentlightning.verl.actor import InProcessPPO
-        from agentlightning.verl.weight_sync import DEV_MODE_ENV, VLLMWeightSync
 
+        if trainer.proxy is None:  # the sampler's logprobs: π_old in bypass mode, else vLLM-vs-trainer metrics
+            trainer.proxy_kwargs.setdefault("request_logprobs", True)
+        elif not trainer.proxy.request_logprobs:
+            logger.warning("the trainer's LLMProxy does not request logprobs: old log-probs are recomputed every step "
+                           "(slower). Fix: LLMProxy(..., request_logprobs=True)")
         train, val = task_list(train_dataset), task_list(val_dataset) if val_dataset is not None else []
         if not train:
             raise ValueError("train_dataset is empty. Fix: pass a list of task dicts")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.output_dir / "config.yaml")
-        actor = InProcessPPO(self.config, self.agl.credit_assignment, self.agl.normalize_turns)
-        state = self._maybe_resume(actor)
-        vcfg = self.agl.vllm
-        server = VLLMServer(self.config.actor_rollout_ref.model.path, served_model_name=SERVED_NAME,
-                            env=DEV_MODE_ENV, startup_timeout=float(vcfg.get("startup_timeout_s", 300)),
-                            log_path=self.output_dir / "vllm.log",
-                            extra_args=["--max-model-len", str(vcfg.get("max_model_len", 2048)),
-                                        *map(str, vcfg.get("extra_args", []))])
-        server.start()
-        sync = VLLMWeightSync(server.url, model_path=self.config.actor_rollout_ref.model.path)
+        policy = self.make_policy(train)
         try:
-            if state["step"] > 0:  # the server loaded the base model: push the resumed weights
-                sync.push(actor.hf_state_dict(), version=state["step"])
-            return asyncio.run(self._run(trainer, agent, train, val, actor, sync, state))
+            state = self._maybe_resume(policy)
+            policy.start(state["step"])
+            return asyncio.run(self._run(trainer, agent, train, val, policy, state))
         finally:
-            server.stop()
-            sync.close()
+            policy.close()
 
-    def _maybe_resume(self, actor: Any) -> dict[str, int]:
+    def make_policy(self, train: list[Any]) -> Policy:
+        """`CPUPolicy` for `trainer.device=cpu`, else verl's `RayPPOTrainer` (`RayPPOPolicy`)."""
+        if str(self.config.trainer.device) == "cpu":
+            return CPUPolicy(self.config, self.agl.credit_assignment, self.agl.normalize_turns, self.agl.vllm,
+                             log_path=self.output_dir / "vllm.log")
+        from agentlightning.verl.ray_policy import RayPPOPolicy
+
+        return RayPPOPolicy(self.config, train, self.agl.credit_assignment, self.agl.normalize_turns)
+
+    def _maybe_resume(self, policy: Policy) -> dict[str, int]:
         state = {"step": 0, "cursor": 0}
         if str(self.config.trainer.get("resume_mode", "auto")) == "disable":
             return state
         latest = latest_checkpoint(self.output_dir / "checkpoints")
         if latest is None:
             return state
-        actor.load_checkpoint(latest)
+        policy.load_checkpoint(latest)
         state.update(json.loads((latest / STATE_FILE).read_text()))
-        actor.global_steps = state["step"]
+        policy.global_steps = state["step"]
         logger.info("resumed from %s (step %d, data cursor %d)", latest, state["step"], state["cursor"])
         return state
 
@@ -130,22 +127,22 @@ class VerlAlgorithm:
             out.append((task_id(train[index], index), train[index]))
         return out
 
-    async def _rollouts(self, session: Any, tasks: list[tuple[str, Any]], n: int, mode: str, version: int
-                        ) -> tuple[list[RolloutSamples], dict[str, float]]:
+    async def _rollouts(self, session: Any, tasks: list[tuple[str, Any]], n: int, mode: str, version: int,
+                        model: str) -> tuple[list[RolloutSamples], dict[str, float]]:
         from agentlightning.types import RolloutConfig
 
         sampling = {k: v for k, v in self.agl.sampling.items() if v is not None}
         if mode == "val":
             sampling["temperature"] = 0.0
         resources = await session.store.add_resources(
-            {"main_llm": session.proxy.as_resource(model=SERVED_NAME, sampling_parameters=sampling)})
+            {"main_llm": session.proxy.as_resource(model=model, sampling_parameters=sampling)})
         expanded = [(data_id, task) for data_id, task in tasks for _ in range(n)]
         config = RolloutConfig(timeout_seconds=self.agl.rollout_timeout_s, unresponsive_seconds=60, max_attempts=2)
         t0 = time.perf_counter()
         rollouts = await session.run_rollouts([t for _, t in expanded], mode, resources.resources_id, config=config,
                                               metadata=[{"data_id": d, "policy_version": version} for d, _ in expanded])
         t1 = time.perf_counter()
-        samples, failed, empty = [], 0, 0
+        samples, failed, empty, adapter_stats = [], 0, 0, {}
         for (data_id, _task), rollout in zip(expanded, rollouts, strict=True):
             if rollout.status != "succeeded":
                 failed += 1
@@ -153,8 +150,12 @@ class VerlAlgorithm:
             result = await session.collect(rollout, data_id=data_id)
             if not result.triplets:
                 empty += 1
+            for key, value in result.stats.items():
+                adapter_stats[f"adapter/{key}"] = adapter_stats.get(f"adapter/{key}", 0.0) + float(value)
             samples.append(RolloutSamples(rollout.rollout_id, data_id, result.triplets, result.final_reward))
         t2 = time.perf_counter()
+        generated = sum(sum(t.response_mask) if t.response_mask is not None else len(t.response_token_ids)
+                        for s in samples for t in s.triplets)
         rewards = np.array([s.final_reward or 0.0 for s in samples], dtype=float)
         turns = np.array([len(s.triplets) for s in samples], dtype=float)
         stats = {"rollout/count": float(len(rollouts)), "rollout/failed": float(failed),
@@ -163,23 +164,23 @@ class VerlAlgorithm:
                  "reward/std": float(rewards.std()) if len(rewards) else 0.0,
                  "accuracy": float((rewards > 0).mean()) if len(rewards) else 0.0,
                  "turns/mean": float(turns.mean()) if len(turns) else 0.0,
-                 "timing_s/rollout": t1 - t0, "timing_s/adapter": t2 - t1}
+                 "rollout/completion_tokens": float(generated),
+                 "timing_s/rollout": t1 - t0, "timing_s/adapter": t2 - t1, **adapter_stats}
         return samples, stats
 
-    async def _validate(self, session: Any, val: list[Any], version: int) -> dict[str, float]:
+    async def _validate(self, session: Any, val: list[Any], version: int, model: str) -> dict[str, float]:
         if not val:
             return {}
         tasks = [(task_id(t, i), t) for i, t in enumerate(val)]
-        _samples, stats = await self._rollouts(session, tasks, 1, "val", version)
+        _samples, stats = await self._rollouts(session, tasks, 1, "val", version, model)
         return {f"val/{k}": v for k, v in stats.items() if not k.startswith("timing")}
 
-    async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], actor: Any, sync: Any,
+    async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], policy: Policy,
                    state: dict[str, int]) -> list[dict[str, float]]:
         from tqdm import tqdm
-
-        cfg = self.config
         from transformers import AutoTokenizer
 
+        cfg = self.config
         tokenizer = AutoTokenizer.from_pretrained(str(cfg.actor_rollout_ref.model.path))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         batch_cfg = BatchConfig(int(cfg.data.max_prompt_length), int(cfg.data.max_response_length), int(pad),
@@ -188,34 +189,36 @@ class VerlAlgorithm:
             cfg.actor_rollout_ref.rollout.n)
         save_freq = int(cfg.trainer.save_freq)
         metrics_log = MetricsLogger(self.output_dir, resume=state["step"] > 0)
-        async with trainer.session(agent, [sync.server_url + "/v1"]) as session:
+        async with trainer.session(agent, policy.base_urls()) as session:
             if cfg.trainer.get("val_before_train", True) and state["step"] == 0:
-                metrics_log.log(0, await self._validate(session, val, 0))
+                metrics_log.log(0, await self._validate(session, val, 0, policy.served_model))
             bar = tqdm(total=total, initial=state["step"], desc="agl-verl", dynamic_ncols=True)
             while state["step"] < total:
                 step = state["step"] + 1
                 t_step = time.perf_counter()
                 tasks = self._tasks_at(train, state["cursor"], per_step)
-                samples, metrics = await self._rollouts(session, tasks, n, "train", step - 1)
+                samples, metrics = await self._rollouts(session, tasks, n, "train", step - 1, policy.served_model)
+                await asyncio.to_thread(policy.release_rollout)
                 t = time.perf_counter()
                 built = build_batch(samples, batch_cfg)
                 metrics["timing_s/adapter"] += time.perf_counter() - t
                 metrics.update(built.stats.as_metrics())
                 t = time.perf_counter()
-                metrics.update(await asyncio.to_thread(actor.step, built.data))
+                metrics.update(await asyncio.to_thread(policy.step, built.data))
                 metrics["timing_s/update"] = time.perf_counter() - t
-                t = time.perf_counter()
-                sync_timings = await asyncio.to_thread(sync.push, actor.hf_state_dict(), step)
-                metrics["timing_s/weight_sync"] = time.perf_counter() - t
-                metrics.update({f"weight_sync/{k}_s": v for k, v in sync_timings.items()})
                 state = {"step": step, "cursor": state["cursor"] + per_step}
                 if save_freq > 0 and (step % save_freq == 0 or step == total):
                     t = time.perf_counter()
-                    await asyncio.to_thread(self._save, actor, state)
+                    await asyncio.to_thread(self._save, policy, state)
                     metrics["timing_s/checkpoint"] = time.perf_counter() - t
+                t = time.perf_counter()
+                if not metrics.get("batch/update_skipped"):  # unchanged weights need no push
+                    sync_timings = await asyncio.to_thread(policy.push_weights, step)
+                    metrics.update({f"weight_sync/{k}_s": v for k, v in sync_timings.items()})
+                metrics["timing_s/weight_sync"] = time.perf_counter() - t
                 metrics["timing_s/step"] = time.perf_counter() - t_step
                 if step == total:
-                    metrics.update(await self._validate(session, val, step))
+                    metrics.update(await self._validate(session, val, step, policy.served_model))
                 metrics_log.log(step, metrics)
                 self.history.append({"step": float(step), **metrics})
                 bar.update(1)
@@ -225,18 +228,20 @@ class VerlAlgorithm:
         plot_reward_curve(self.output_dir / "metrics.jsonl", self.output_dir / "reward_curve.png")
         return self.history
 
-    def _save(self, actor: Any, state: dict[str, int]) -> None:
+    def _save(self, policy: Policy, state: dict[str, int]) -> None:
         folder = self.output_dir / "checkpoints" / f"global_step_{state['step']}"
         if folder.exists():
             shutil.rmtree(folder)
         keep = self.config.trainer.get("max_actor_ckpt_to_keep")
-        actor.save_checkpoint(folder, state["step"], max_to_keep=keep)
+        policy.save_checkpoint(folder, state["step"], max_to_keep=keep)
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / STATE_FILE).write_text(json.dumps(state))  # written last: marks the checkpoint complete
 
 
 def trainer_from_config(cfg: DictConfig) -> Any:
     """The `Trainer` a composed config describes: its store, runners and adapter, with a `VerlAlgorithm` on `cfg`."""
     from agentlightning.adapter import TraceAdapter
+    from agentlightning.runner import RunnerConfig
     from agentlightning.store import InMemoryLightningStore, SqliteLightningStore
     from agentlightning.trainer import Trainer
 
@@ -245,4 +250,6 @@ def trainer_from_config(cfg: DictConfig) -> Any:
     adapter = TraceAdapter(mode=agl.adapter.get("mode", "transition"), agent_match=agl.adapter.get("agent_match"))
     return Trainer(n_runners=agl.n_runners, store=store, algorithm=VerlAlgorithm(cfg), adapter=adapter,
                    runner_backend=agl.runner_backend,  # type: ignore[arg-type]
+                   runner_config=RunnerConfig(max_concurrency=agl.runner_concurrency), store_host=agl.host,
+                   store_token=agl.store_token, proxy_kwargs={"host": agl.host},
                    runner_log_dir=Path(agl.output_dir) / "runners")

@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from agentlightning.net import is_loopback
+
 __all__ = [
     "AgentLightningConfig",
     "CONFIG_DIR",
@@ -70,7 +72,10 @@ class AgentLightningConfig:
     val_data: str | None = None
     store: str = "memory"
     n_runners: int = 2
+    runner_concurrency: int = 1
     runner_backend: str = "process"
+    host: str = "127.0.0.1"
+    store_token: str | None = None
     rollout_timeout_s: float | None = 600
     adapter: dict[str, Any] = field(default_factory=lambda: {"mode": "transition", "agent_match": None})
     credit_assignment: str = "identical"
@@ -92,9 +97,17 @@ class AgentLightningConfig:
         if self.n_runners < 0:
             raise _fail("n_runners", self.n_runners, "cannot be negative (0 runs the agent in this process)",
                         "agentlightning.n_runners=2")
+        if self.runner_concurrency < 1:
+            raise _fail("runner_concurrency", self.runner_concurrency, "each runner runs at least one rollout at a time",
+                        "agentlightning.runner_concurrency=4 (rollouts per runner at once; 1 for sync agents that "
+                        "are not thread-safe)")
         if self.runner_backend not in ("process", "ray"):
             raise _fail("runner_backend", self.runner_backend, "runners are processes or Ray actors",
                         "agentlightning.runner_backend=process")
+        if not is_loopback(self.host) and not self.store_token:
+            raise _fail("host", self.host, "the store and the LLM proxy would accept anyone on the network, and the "
+                        "store has no token", "set agentlightning.store_token=<secret> (runners send it), or keep "
+                        "agentlightning.host=127.0.0.1 for a single machine")
         if self.rollout_timeout_s is not None and self.rollout_timeout_s <= 0:
             raise _fail("rollout_timeout_s", self.rollout_timeout_s, "a timeout must be positive",
                         "a number of seconds, or null for none")
@@ -136,6 +149,12 @@ def validate_config(cfg: DictConfig) -> AgentLightningConfig:
                          "rollout-level credit broadcasts one scalar advantage per rollout, which needs an outcome "
                          "estimator (GAE computes per-token advantages from a critic). Fix: algorithm.adv_estimator="
                          "grpo, or credit_assignment=identical")
+    filter_groups = OmegaConf.select(cfg, "algorithm.filter_groups.enable", default=False)
+    if filter_groups and estimator not in OUTCOME_ESTIMATORS:
+        raise ValueError(f"algorithm.filter_groups.enable=true with algorithm.adv_estimator={estimator!r}: dropping "
+                         "groups whose rewards are all equal is only lossless for outcome estimators (their advantage "
+                         "is 0 there); GAE still learns values from them. Fix: algorithm.filter_groups.enable=false, "
+                         "or an outcome estimator such as grpo")
     device = str(cfg.trainer.device)
     if agl.preset == "cpu" and device != "cpu":
         raise ValueError(f"preset=cpu with trainer.device={device!r}: the CPU preset trains on the CPU platform. "

@@ -35,7 +35,8 @@ from pathlib import Path
 import httpx
 import torch
 
-__all__ = ["DEV_MODE_ENV", "VLLMWeightSync", "WeightSyncError", "expected_shapes", "write_weights_atomically"]
+__all__ = ["DEV_MODE_ENV", "VLLMWeightSync", "WeightSyncError", "expected_shapes", "torch_dtype",
+           "write_weights_atomically"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ WEIGHTS_FILE = "model.safetensors"
 
 class WeightSyncError(RuntimeError):
     """A weight push failed; the message says which step, what the server answered, and what was restored."""
+
+
+def torch_dtype(vllm_dtype: str) -> torch.dtype | None:
+    """The torch dtype of a vLLM `--dtype` value ("auto" → None: keep the tensors' own dtype)."""
+    names = {"float32": torch.float32, "float": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+             "half": torch.float16}
+    if vllm_dtype == "auto":
+        return None
+    if vllm_dtype not in names:
+        raise ValueError(f"vLLM --dtype {vllm_dtype!r} is not one of {sorted(names)} or 'auto'")
+    return names[vllm_dtype]
 
 
 def expected_shapes(model_path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
@@ -64,7 +76,9 @@ def expected_shapes(model_path: str | os.PathLike[str]) -> dict[str, tuple[int, 
 
 def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder: Path, dtype: torch.dtype | None
                              ) -> Path:
-    """Write `tensors` (HF names) as `folder/model.safetensors`; the folder appears only when complete."""
+    """Write `tensors` (HF names) as `folder/model.safetensors`; the folder appears only when complete. A tensor that
+    shares storage with an earlier one (tied weights: `lm_head.weight` is `model.embed_tokens.weight`) is written
+    once, under the first name; vLLM ties it again on load, as it does for the model's own files."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -73,11 +87,15 @@ def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     state: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
     for name, tensor in tensors:
         t = tensor.detach()
         if hasattr(t, "full_tensor"):
             t = t.full_tensor()
         t = t.to("cpu")
+        if t.untyped_storage().data_ptr() in seen:
+            continue
+        seen.add(t.untyped_storage().data_ptr())
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         state[name] = t.contiguous()
@@ -94,12 +112,13 @@ def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder
 class VLLMWeightSync:
     """Pushes weights into the vLLM server at `server_url` (`http://host:port`, no `/v1`); see the module docstring.
 
-    dtype: the serving dtype (vLLM's `--dtype`; bf16 for the default model). timeout_s: per HTTP call.
+    dtype: the serving dtype (vLLM's `--dtype`: `VLLMServer.dtype`, float32 on CPU); None writes the tensors as they
+    are. Writing bf16 into an fp32 server would round every update below bf16's resolution away. timeout_s: per call.
     model_path: the served model's HF folder; when given, names and shapes are checked before every reload.
     """
 
     def __init__(self, server_url: str, root: str | os.PathLike[str] | None = None, dtype: torch.dtype | None =
-                 torch.bfloat16, timeout_s: float = 300.0, model_path: str | os.PathLike[str] | None = None,
+                 None, timeout_s: float = 300.0, model_path: str | os.PathLike[str] | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.server_url = server_url.rstrip("/")
         if self.server_url.endswith("/v1"):

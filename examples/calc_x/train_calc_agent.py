@@ -43,17 +43,23 @@ __all__ = ["CalcXAgent", "calc_x_agent", "main", "summarize"]
 logger = logging.getLogger("calc_x")
 register_resolvers()
 
-_TOOLS: dict[int, CalculatorTool] = {}
+_TOOLS: dict[int, asyncio.Task[CalculatorTool]] = {}
+
+
+async def _start_calculator() -> CalculatorTool:
+    tool = CalculatorTool()
+    await tool.__aenter__()
+    return tool
 
 
 async def _calculator() -> CalculatorTool:
-    """One MCP calculator server per worker process and event loop (starting one costs ~1 s; episodes are short)."""
+    """One MCP calculator server per worker process and event loop (starting one costs ~1 s; episodes are short).
+    Concurrent episodes share the one being started (a task, not a check-then-start, so they cannot race)."""
     key = id(asyncio.get_running_loop())
-    if key not in _TOOLS:
-        tool = CalculatorTool()
-        await tool.__aenter__()
-        _TOOLS[key] = tool
-    return _TOOLS[key]
+    starting = _TOOLS.get(key)
+    if starting is None or (starting.done() and (starting.cancelled() or starting.exception() is not None)):
+        _TOOLS[key] = asyncio.ensure_future(_start_calculator())
+    return await asyncio.shield(_TOOLS[key])
 
 
 class CalcXAgent(LitAgent):

@@ -12,8 +12,10 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import SpanProcessor
 
 from agentlightning import semconv
 from agentlightning.agent import LitAgent, rollout
@@ -67,6 +69,84 @@ async def test_worker_runs_agents_and_records_reward_spans(agent: LitAgent) -> N
         else:
             assert rewards[0].attributes["rewards"] == {"exact": 1.0, "format": 0.5}
             assert spans[0].attributes["json"] == {"x": r.input["x"], "attempt": 1}
+
+
+async def test_worker_runs_rollouts_concurrently_each_traced_under_its_own_attempt() -> None:
+    in_flight, peak = 0, 0
+
+    @rollout
+    async def slow_agent(task: dict, llm: LLM) -> float:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        emit_object({"x": task["x"]}, name="start")
+        await asyncio.sleep(0.2)
+        emit_object({"x": task["x"]}, name="end")
+        in_flight -= 1
+        return float(task["x"])
+
+    store = await _store_with_resources()
+    rollouts = await store.enqueue_many_rollouts([{"input": {"x": i}, "mode": "train"} for i in range(10)])
+    config = RunnerConfig(poll_seconds=0.05, heartbeat_seconds=0.2, exit_when_idle_seconds=0.3, max_concurrency=4)
+    assert await worker_loop(store, slow_agent, "w0", config=config) == 10
+    assert peak == 4
+    for r in rollouts:
+        assert (await store.get_rollout_by_id(r.rollout_id)).status == "succeeded"
+        spans = await store.query_spans(r.rollout_id)
+        objects = [s.attributes["json"]["x"] for s in spans if s.name == semconv.OBJECT]
+        rewards = [s.attributes["reward"] for s in spans if s.name == semconv.REWARD]
+        assert objects == [r.input["x"]] * 2 and rewards == [float(r.input["x"])]
+
+
+async def test_stopping_a_concurrent_worker_requeues_every_in_flight_rollout() -> None:
+    @rollout
+    async def hanging_agent(task: dict, llm: LLM) -> float:
+        await asyncio.sleep(60)
+        return 1.0
+
+    store = await _store_with_resources()
+    rollouts = await store.enqueue_many_rollouts([{"input": {"x": i}, "mode": "train"} for i in range(5)])
+    stop = asyncio.Event()
+    config = RunnerConfig(poll_seconds=0.05, heartbeat_seconds=0.2, max_concurrency=3)
+    loop_task = asyncio.create_task(worker_loop(store, hanging_agent, "w0", stop, config))
+    for _ in range(100):
+        if len(await store.query_rollouts(status=["running"])) == 3:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    assert await asyncio.wait_for(loop_task, 5) == 0
+    statuses = sorted([(await store.get_rollout_by_id(r.rollout_id)).status for r in rollouts])
+    assert statuses == ["queuing", "queuing", "requeuing", "requeuing", "requeuing"]
+
+
+class NameCollector(SpanProcessor):
+    """An extra OpenTelemetry span processor: collects span names (picklable, unlike OTel's in-memory exporter)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def on_end(self, span: Any) -> None:
+        self.names.append(span.name)
+
+
+def test_trainer_tracer_sees_every_span_and_pickles_for_runner_processes() -> None:
+    import cloudpickle
+
+    from agentlightning.trainer import Trainer
+
+    collector = NameCollector()
+    tracer = Tracer([collector])
+    report = Trainer(n_runners=0, tracer=tracer).dev(async_agent, [{"x": 1}, {"x": 2}],
+                                                     LLM(endpoint="http://127.0.0.1:9/v1", model="unused"))
+    assert [row["status"] for row in report.rows] == ["succeeded", "succeeded"]
+    assert collector.names.count(semconv.REWARD) == 2 and collector.names.count(semconv.OBJECT) == 2
+    copy = cloudpickle.loads(cloudpickle.dumps(tracer))  # what RunnerPool hands its workers
+    assert type(copy) is Tracer and [type(p) for p in copy.span_processors] == [NameCollector]
+
+
+def test_runner_config_rejects_zero_concurrency() -> None:
+    with pytest.raises(ValueError, match="max_concurrency=0"):
+        RunnerConfig(max_concurrency=0)
 
 
 async def test_agent_exception_fails_attempt_with_traceback() -> None:

@@ -386,3 +386,27 @@ async def test_as_resource_and_thread_mode(fake: FakeUpstream) -> None:
         proxy.stop_thread()
         await store.close()
         server.stop_thread()
+
+
+async def test_proxy_and_store_bound_to_all_interfaces_publish_a_reachable_address(
+        fake: FakeUpstream, store: InMemoryLightningStore) -> None:
+    """For Ray runners on other nodes: bound to 0.0.0.0, the URLs handed out name this machine, not the wildcard."""
+    from agentlightning.net import advertised_host, is_loopback
+    from agentlightning.store import LightningStoreServer
+
+    assert advertised_host("127.0.0.1") == "127.0.0.1" and advertised_host("0.0.0.0") not in ("0.0.0.0", "")
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+    proxy = LLMProxy([fake.url], store, host="0.0.0.0")
+    server = LightningStoreServer(store, host="0.0.0.0", token="secret")
+    await proxy.start()
+    await server.start()
+    try:
+        assert "0.0.0.0" not in proxy.as_resource(model="m").endpoint and "0.0.0.0" not in server.url
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            reply = await client.post(f"{proxy.base_url}/chat/completions",
+                                      json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+            assert reply.status_code == 200
+            assert (await client.post(f"{server.url}/rollouts/query", json={})).status_code == 401  # token needed
+    finally:
+        await server.stop()
+        await proxy.stop()

@@ -125,12 +125,47 @@ async def test_greedy_ids_equal_hf_generate(llm_url: str, store: InMemoryLightni
     assert r.status_code == 200
     (span,) = await _spans(store, attempted)
     prompt, vllm_ids = span.attributes["prompt_token_ids"], span.attributes["response_token_ids"]
-    model = AutoModelForCausalLM.from_pretrained(vllm_server.model, dtype=torch.bfloat16)
+    from agentlightning.verl.weight_sync import torch_dtype
+
+    # HF in the dtype the server runs (float32 on CPU, see VLLMServer): the same weights, the same arithmetic width
+    model = AutoModelForCausalLM.from_pretrained(vllm_server.model, dtype=torch_dtype(vllm_server.dtype) or "auto")
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                              attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
     hf_ids = out[0, len(prompt):].tolist()
     assert vllm_ids == hf_ids[: len(vllm_ids)] and len(vllm_ids) >= 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+async def test_requested_logprobs_are_recorded_one_per_response_token(
+        vllm_server: Any, store: InMemoryLightningStore, attempted: AttemptedRollout, stream: bool,
+        endpoint: str) -> None:
+    """What training reads as the sampler's logprobs (π_old in verl's bypass mode): one per response token id, EOS
+    included, recorded even though the client did not ask for logprobs (and stripped from its answer)."""
+    proxy = LLMProxy([vllm_server.base_url], store, request_logprobs=True)
+    await proxy.start()
+    try:
+        url = proxy.as_resource(model=SERVED_NAME).with_attempted_rollout(attempted).endpoint
+        body: dict[str, Any] = {"model": SERVED_NAME, "max_tokens": 8, "temperature": 1.0, "stream": stream}
+        if endpoint == "chat":
+            body["messages"], path = MESSAGES, "/chat/completions"
+        else:
+            body["prompt"], path = "The capital of France is", "/completions"
+        async with httpx.AsyncClient(timeout=60) as client:
+            if stream:
+                async with client.stream("POST", url + path, json=body) as response:
+                    lines = [line async for line in response.aiter_lines() if line.startswith("data: {")]
+                    assert response.status_code == 200
+                    assert all(not (c.get("logprobs")) for line in lines for c in json.loads(line[6:])["choices"])
+            else:
+                response = await client.post(url + path, json=body)
+                assert response.status_code == 200 and not response.json()["choices"][0].get("logprobs")
+    finally:
+        await proxy.stop()
+    (span,) = await _spans(store, attempted)
+    ids, logprobs = span.attributes["response_token_ids"], span.attributes["logprobs"]
+    assert len(logprobs) == len(ids) >= 1 and all(lp <= 0.0 for lp in logprobs)
 
 
 async def test_openai_langchain_litellm_through_proxy_llm(llm_url: str, store: InMemoryLightningStore,

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from agentlightning.cli.main import main as agl
-from agentlightning.serving import VLLMServer, VLLMServerError, build_vllm_command, cpu_env_defaults
+from agentlightning.serving import VLLMServer, VLLMServerError, build_vllm_command, cpu_env_defaults, serving_dtype
 
 
 def test_command_passes_flags_through_and_adds_loopback_defaults() -> None:
@@ -26,6 +26,16 @@ def test_command_passes_flags_through_and_adds_loopback_defaults() -> None:
     assert "--enforce-eager" not in build_vllm_command("/m", [], cpu=False)
     assert build_vllm_command("/m", ["--host=0.0.0.0"], cpu=True).count("--host") == 0
     assert "--enforce-eager" not in build_vllm_command("/m", ["--compilation-config", "{}"], cpu=True)
+
+
+def test_cpu_serves_float32_unless_dtype_given() -> None:
+    cmd = build_vllm_command("/m", [], cpu=True)
+    assert cmd[cmd.index("--dtype") + 1] == "float32"
+    given = build_vllm_command("/m", ["--dtype", "bfloat16"], cpu=True)
+    assert given.count("--dtype") == 1 and given[given.index("--dtype") + 1] == "bfloat16"
+    assert "--dtype" not in build_vllm_command("/m", [], cpu=False)
+    assert serving_dtype([], cpu=True) == "float32" and serving_dtype([], cpu=False) == "auto"
+    assert serving_dtype(["--dtype=half"], cpu=True) == "half"
 
 
 def test_cpu_env_defaults_never_override() -> None:
@@ -102,8 +112,7 @@ def test_cli_vllm_serve_passes_flags_unchanged(capsys: pytest.CaptureFixture[str
     assert agl(["vllm", "serve", "/some/model", "--print-command", *flags]) == 0
     out = capsys.readouterr().out
     assert " ".join(flags) in out and "--host 127.0.0.1" in out and "--model /some/model" in out
-    monkeypatch.setenv("AGL_HOME", "/tmp/aglhome")
-    assert agl(["vllm", "serve", "default", "--print-command"]) == 0
+    assert agl(["vllm", "serve", "default", "--print-command"]) == 0  # the model `make setup` prepared
     assert "SmolLM2-135M-Instruct" in capsys.readouterr().out
     monkeypatch.setenv("AGL_HOME", "/nonexistent-agl-home")
     with pytest.raises(SystemExit, match="agl model prepare"):

@@ -73,9 +73,21 @@ def test_except_versus_not_in_executes_equal_but_does_not_match() -> None:
 
 
 def test_wrong_join_fails_both() -> None:
-    pred = "SELECT T2.Name FROM concert AS T1 JOIN stadium AS T2 ON T1.concert_ID = T2.Stadium_ID WHERE T1.Year = 2014"
+    # the stadium names of 2014's concerts, answered with the names of the singers of those concerts
+    pred = ("SELECT T2.Name FROM singer_in_concert AS T1 JOIN singer AS T2 ON T1.Singer_ID = T2.Singer_ID "
+            "JOIN concert AS T3 ON T1.concert_ID = T3.concert_ID WHERE T3.Year = 2014")
     result = exact_match(pred, JOIN_GOLD, CONCERT)
     assert result.score == 0 and not result.components["from"]
+    assert exec_match(CONCERT_DB, pred, JOIN_GOLD).score == 0
+
+
+def test_join_columns_are_ignored_like_the_official_script_unless_strict() -> None:
+    """Right tables, wrong ON columns: the official exact match does not compare join conditions (execution
+    accuracy catches it); strict_joins=True does."""
+    pred = "SELECT T2.Name FROM concert AS T1 JOIN stadium AS T2 ON T1.concert_ID = T2.Stadium_ID WHERE T1.Year = 2014"
+    assert exact_match(pred, JOIN_GOLD, CONCERT).score == 1
+    strict = exact_match(pred, JOIN_GOLD, CONCERT, strict_joins=True)
+    assert strict.score == 0 and not strict.components["from"]
     assert exec_match(CONCERT_DB, pred, JOIN_GOLD).score == 0
 
 

@@ -36,3 +36,36 @@ def cpu_config() -> Iterator[Any]:
     from agentlightning.verl.config import compose_config
 
     yield compose_config("agentlightning", ["actor_rollout_ref.actor.optim.lr=1e-4", "trainer.save_freq=1"])
+
+
+@pytest.fixture(scope="session")
+def answer_pair_batch(tokenizer: Any) -> Any:
+    """A GRPO group of two hand-made samples: "What is 2+2?" answered "4" (reward 1) and "5" (reward 0)."""
+    from agentlightning.types import Triplet
+    from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
+
+    prompt = list(tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}],
+                                                add_generation_prompt=True, tokenize=True, return_dict=False))
+    rollouts = [RolloutSamples(f"r{i}", "t", [Triplet(prompt_token_ids=prompt, response_token_ids=tokenizer.encode(
+        answer, add_special_tokens=False) + [tokenizer.eos_token_id])], reward)
+        for i, (answer, reward) in enumerate([("4", 1.0), ("5", 0.0)])]
+    return lambda: build_batch(rollouts, BatchConfig(512, 32, tokenizer.pad_token_id or 0)).data
+
+
+@pytest.fixture(scope="session")
+def add_agent() -> Any:
+    """A one-call agent over the proxy: "What is a+b?", reward 1 when the reply contains the sum."""
+    from agentlightning.agent import rollout
+    from agentlightning.types import LLM
+
+    @rollout
+    async def add(task: dict[str, Any], llm: LLM) -> float:
+        import openai
+
+        client = openai.AsyncOpenAI(base_url=llm.get_base_url(), api_key="none")
+        reply = await client.chat.completions.create(
+            model=llm.model, messages=[{"role": "user", "content": f"What is {task['a']}+{task['b']}? Answer briefly."}],
+            **llm.sampling_parameters)
+        return 1.0 if str(task["a"] + task["b"]) in (reply.choices[0].message.content or "") else 0.0
+
+    return add

@@ -27,8 +27,12 @@ def test_compose_and_validate(name: str, preset: str) -> None:
     if preset == "cpu":
         assert cfg.trainer.device == "cpu" and not cfg.actor_rollout_ref.model.use_remove_padding
         assert cfg.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
-        assert cfg.actor_rollout_ref.model.enable_gradient_checkpointing
         assert Path(cfg.actor_rollout_ref.model.path).name == "SmolLM2-135M-Instruct"
+        # fp32 compute (bf16 matmul is a slow fallback on CPUs without native bf16), for actor, ref and critic
+        for engine in (cfg.actor_rollout_ref.actor.fsdp_config, cfg.actor_rollout_ref.ref.fsdp_config, cfg.critic.fsdp):
+            assert engine.mixed_precision.param_dtype == "fp32"
+        assert cfg.algorithm.rollout_correction.bypass_mode  # π_old = the sampler's logprobs
+        assert cfg.agentlightning.runner_concurrency > 1
     else:
         actor = cfg.actor_rollout_ref.actor
         assert actor.fsdp_config.param_offload and actor.fsdp_config.optimizer_offload
@@ -47,6 +51,8 @@ def test_compose_and_validate(name: str, preset: str) -> None:
     (["trainer.device=cuda"], "preset=cpu with trainer.device='cuda'"),
     (["data.train_batch_size=6", "actor_rollout_ref.actor.ppo_mini_batch_size=4"], "must divide"),
     (["+agentlightning.bogus=1"], "unknown keys"),
+    (["agentlightning.runner_concurrency=0"], "runner_concurrency=0"),
+    (["agentlightning.host=0.0.0.0"], "store_token"),
 ])
 def test_bad_values_are_explained(overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:

@@ -10,25 +10,12 @@ from typing import Any
 
 import pytest
 
-from agentlightning.agent import rollout
 from agentlightning.trainer import Trainer
-from agentlightning.types import LLM
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 TRAIN = [{"id": f"add-{a}-{b}", "a": a, "b": b} for a, b in [(1, 2), (2, 2), (3, 1), (4, 4)]]
 VAL = [{"id": "val-2-3", "a": 2, "b": 3}]
-
-
-@rollout
-async def add_agent(task: dict[str, Any], llm: LLM) -> float:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=llm.get_base_url(), api_key="none")
-    reply = await client.chat.completions.create(
-        model=llm.model, messages=[{"role": "user", "content": f"What is {task['a']}+{task['b']}? Answer briefly."}],
-        **llm.sampling_parameters)
-    return 1.0 if str(task["a"] + task["b"]) in (reply.choices[0].message.content or "") else 0.0
 
 
 def _config(out: Path, steps: int) -> Any:
@@ -41,7 +28,7 @@ def _config(out: Path, steps: int) -> Any:
         "trainer.logger=[console,tensorboard]"])
 
 
-def test_fit_one_step_then_resume(tmp_path: Path, model_path: str) -> None:
+def test_fit_one_step_then_resume(tmp_path: Path, model_path: str, add_agent: Any) -> None:
     from agentlightning.verl import VerlAlgorithm
 
     history = Trainer(n_runners=0, algorithm=VerlAlgorithm(_config(tmp_path, 1))).fit(add_agent, TRAIN, VAL)

@@ -9,13 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from agentlightning.types import Triplet
-from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
-
 pytestmark = pytest.mark.gpu
 
 
-def test_gpu_preset_one_grpo_step(model_path: str, tokenizer: Any) -> None:
+def test_gpu_preset_one_grpo_step(model_path: str, answer_pair_batch: Any) -> None:
     from agentlightning.verl.actor import InProcessPPO
     from agentlightning.verl.config import compose_config
 
@@ -23,12 +20,7 @@ def test_gpu_preset_one_grpo_step(model_path: str, tokenizer: Any) -> None:
                                             "actor_rollout_ref.actor.optim.lr=1e-4"])
     assert cfg.actor_rollout_ref.actor.fsdp_config.param_offload and cfg.actor_rollout_ref.model.use_remove_padding
     actor = InProcessPPO(cfg)
-    prompt = list(tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}],
-                                                add_generation_prompt=True, tokenize=True, return_dict=False))
-    rollouts = [RolloutSamples(f"r{i}", "t", [Triplet(prompt_token_ids=prompt, response_token_ids=tokenizer.encode(
-        answer, add_special_tokens=False) + [tokenizer.eos_token_id])], reward)
-        for i, (answer, reward) in enumerate([("4", 1.0), ("5", 0.0)])]
-    batch = build_batch(rollouts, BatchConfig(512, 32, tokenizer.pad_token_id or 0)).data
+    batch = answer_pair_batch()
     before = {k: v.full_tensor().detach().cpu().clone() for k, v in actor.engine.module.named_parameters()}
     metrics = actor.step(batch)
     assert metrics["actor/grad_norm"] > 0

@@ -75,3 +75,19 @@ def test_preflight_refuses_bad_weights_without_touching_the_server(tmp_path: Pat
 def test_server_url_must_be_the_root() -> None:
     with pytest.raises(ValueError, match="not the /v1"):
         VLLMWeightSync("http://127.0.0.1:8000/v1")
+
+
+def test_tied_weights_are_written_once_and_dtype_follows_the_server(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from agentlightning.verl.weight_sync import torch_dtype, write_weights_atomically
+
+    embed = torch.randn(4, 3)
+    tensors = [("model.embed_tokens.weight", embed), ("lm_head.weight", embed), ("norm.weight", torch.ones(3))]
+    folder = write_weights_atomically(tensors, tmp_path / "v1", torch_dtype("float32"))
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
+        assert sorted(handle.keys()) == ["model.embed_tokens.weight", "norm.weight"]
+        assert torch.equal(handle.get_tensor("model.embed_tokens.weight"), embed)
+    assert torch_dtype("auto") is None and torch_dtype("bfloat16") == torch.bfloat16
+    with pytest.raises(ValueError, match="'fp8'"):
+        torch_dtype("fp8")

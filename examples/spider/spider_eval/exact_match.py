@@ -10,16 +10,18 @@ A prediction matches the gold query when every component matches (Yu et al., 201
 * ``IUEN``     -- INTERSECT / UNION / EXCEPT continuations, compared recursively;
 * ``keywords`` -- the set of SQL keywords used (where, group, having, order, asc/desc, limit, except,
   union, intersect, or, not, in, like);
-* ``from``     -- the multiset of tables and the join-condition column pairs.
+* ``from``     -- the multiset of tables (and subqueries) in FROM. Join conditions are not compared, as in the
+  official script (it parses them for keywords only); ``strict_joins=True`` also compares the ON column pairs.
 
 As in the official script's default setting, literal values are ignored (only nested queries are kept),
 DISTINCT is ignored, and columns linked by a foreign key count as the same column when their table is in FROM.
 Table aliases are resolved to table names and all names are case-insensitive.
 
-Differences from the official script, all in the lenient direction only where it parses more SQL:
-nested queries are normalised like the top level (the official one skips them for foreign keys), HAVING
-units are compared as a multiset, all join conditions are compared (not just the first), and SQL outside
-Spider's grammar (functions, column-vs-column arithmetic chains) is kept as an opaque unit instead of failing.
+Differences from the official script: nested queries are normalised like the top level (the official one skips
+them for foreign keys), HAVING units are compared as a multiset (the official compares an ordered list), and SQL
+outside Spider's grammar (functions, column-vs-column arithmetic chains) is kept as an opaque unit instead of
+failing. With the official script, a join on the right tables but the wrong columns still matches exactly
+(execution accuracy catches it); ``strict_joins=True`` makes it a mismatch.
 """
 
 from __future__ import annotations
@@ -161,21 +163,23 @@ def _group_names(sql: SqlComponents) -> Counter[str]:
     return Counter(unit.column.split(".", 1)[-1] for unit in sql.group_by)
 
 
-def _iuen(pred: SqlComponents, gold: SqlComponents) -> bool:
+def _iuen(pred: SqlComponents, gold: SqlComponents, strict_joins: bool = False) -> bool:
     for p_part, g_part in ((pred.intersect, gold.intersect), (pred.except_, gold.except_), (pred.union, gold.union)):
         if (p_part is None) != (g_part is None):
             return False
-        if p_part is not None and g_part is not None and not _match(p_part, g_part):
+        if p_part is not None and g_part is not None and not _match(p_part, g_part, strict_joins):
             return False
     return True
 
 
-def _from(pred: SqlComponents, gold: SqlComponents) -> bool:
+def _from(pred: SqlComponents, gold: SqlComponents, strict_joins: bool = False) -> bool:
     if not gold.tables:
         return True
     key = lambda unit: (unit.kind, unit.table or "", repr(unit.sql))  # noqa: E731
     if sorted(map(key, pred.tables)) != sorted(map(key, gold.tables)):
         return False
+    if not strict_joins:
+        return True
     return Counter(_pair(u) for u in pred.join_conds.units) == Counter(_pair(u) for u in gold.join_conds.units)
 
 
@@ -184,8 +188,8 @@ def _pair(unit: CondUnit) -> tuple[bool, str, frozenset[object]]:
     return unit.negated, unit.op, frozenset((unit.val_unit.left, unit.val1))
 
 
-def compare_components(pred: SqlComponents, gold: SqlComponents) -> dict[str, bool]:
-    """Per-component match of two *normalised* queries."""
+def compare_components(pred: SqlComponents, gold: SqlComponents, strict_joins: bool = False) -> dict[str, bool]:
+    """Per-component match of two *normalised* queries (``strict_joins``: also compare join conditions)."""
     results = {
         "select": Counter(pred.select) == Counter(gold.select),
         "where": Counter(pred.where.units) == Counter(gold.where.units),
@@ -204,19 +208,21 @@ def compare_components(pred: SqlComponents, gold: SqlComponents) -> dict[str, bo
             and (pred.limit is None) == (gold.limit is None)
         ),
         "and/or": set(pred.where.connectors) == set(gold.where.connectors),
-        "IUEN": _iuen(pred, gold),
+        "IUEN": _iuen(pred, gold, strict_joins),
         "keywords": get_keywords(pred) == get_keywords(gold),
-        "from": _from(pred, gold),
+        "from": _from(pred, gold, strict_joins),
     }
     return results
 
 
-def _match(pred: SqlComponents, gold: SqlComponents) -> bool:
-    return all(compare_components(pred, gold).values())
+def _match(pred: SqlComponents, gold: SqlComponents, strict_joins: bool = False) -> bool:
+    return all(compare_components(pred, gold, strict_joins).values())
 
 
-def exact_match(pred_sql: str, gold: str | SqlComponents, schema: DbSchema) -> MatchResult:
+def exact_match(pred_sql: str, gold: str | SqlComponents, schema: DbSchema, strict_joins: bool = False
+                ) -> MatchResult:
     """Exact set match of a predicted SQL string against gold SQL (string or already parsed).
+    ``strict_joins``: also compare join-condition column pairs (the official metric does not).
 
     A gold query that cannot be parsed raises ``SqlParseError``; a prediction that cannot be parsed scores 0
     with the parse error as ``reason`` (the official script compares it as an empty query).
@@ -229,7 +235,7 @@ def exact_match(pred_sql: str, gold: str | SqlComponents, schema: DbSchema) -> M
     except Exception as error:  # an evaluator must not crash on arbitrary model output
         reason = f"prediction not parsable ({type(error).__name__}: {error})"
         return MatchResult(0, {name: False for name in COMPONENTS}, reason)
-    components = compare_components(pred, gold_sql)
+    components = compare_components(pred, gold_sql, strict_joins)
     failed = [name for name, ok in components.items() if not ok]
     reason = f"mismatch in {', '.join(failed)}" if failed else None
     return MatchResult(int(not failed), components, reason)
