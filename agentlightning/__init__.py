@@ -6,8 +6,9 @@ This package's top level re-exports the names users write code against; each liv
 
 from agentlightning.adapter import AdapterResult, TraceAdapter
 from agentlightning.agent import LitAgent, rollout
-from agentlightning.emitter import emit_exception, emit_message, emit_object, emit_reward
+from agentlightning.emitter import emit_exception, emit_message, emit_metrics, emit_object, emit_reward
 from agentlightning.proxy import LLMProxy
+from agentlightning.runner import RunnerConfig
 from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import (
     InMemoryLightningStore,
@@ -19,6 +20,7 @@ from agentlightning.store import (
     SqliteLightningStore,
     StoreError,
 )
+from agentlightning.tracer import Tracer
 from agentlightning.trainer import DevReport, Trainer
 from agentlightning.types import (
     LLM,
@@ -41,11 +43,14 @@ __all__ = [
     "DevReport",
     "LLMProxy",
     "LitAgent",
+    "RunnerConfig",
     "RunnerPool",
     "TraceAdapter",
+    "Tracer",
     "Trainer",
     "emit_exception",
     "emit_message",
+    "emit_metrics",
     "emit_object",
     "emit_reward",
     "rollout",

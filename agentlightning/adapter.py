@@ -67,6 +67,7 @@ class AdapterResult:
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_STAT_KEYS, 0))
     problems: list[str] = field(default_factory=list)
     empty_reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # from `emit_metrics`, summed per key over the attempt
 
 
 @dataclass
@@ -196,6 +197,7 @@ class TraceAdapter:
         result.final_reward = self._attach_rewards(ordered, kept, result)
         result.triplets = self._triplets(kept, rollout_id, result)
         self._finish_metadata(result, rollout_id, attempts[0] if attempts else None, data_id)
+        result.metrics = _agent_metrics(ordered)
         if not result.triplets:
             result.empty_reason = self._empty_reason(calls, trainable, len(ordered))
             logger.warning("rollout %s: adapter produced no triplets: %s", rollout_id, result.empty_reason)
@@ -369,3 +371,16 @@ class TraceAdapter:
         unknown = sum(1 for c in trainable if c.agent is None)
         extra = f" ({unknown} calls of unknown agent: no AGENT_NAME and no matching LLM_REQUEST span)" if unknown else ""
         return f"agent_match {self.agent_match!r} matched none of the agents {agents}{extra}"
+
+
+def _agent_metrics(spans: Sequence[Span]) -> dict[str, float]:
+    """The attempt's `emit_metrics` values, summed per key (malformed values are skipped)."""
+    out: dict[str, float] = {}
+    for span in spans:
+        values = span.attributes.get("values") if span.name == semconv.METRICS else None
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[str(key)] = out.get(str(key), 0.0) + float(value)
+    return out

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from agentlightning import semconv
 from agentlightning.tracer import current_attempt
 
-__all__ = ["emit_exception", "emit_message", "emit_object", "emit_reward"]
+__all__ = ["emit_exception", "emit_message", "emit_metrics", "emit_object", "emit_reward"]
 
 
 def _tracer(what: str):  # type: ignore[no-untyped-def]
@@ -32,9 +33,9 @@ def _tracer(what: str):  # type: ignore[no-untyped-def]
     return ctx.tracer
 
 
-def _check_number(name: str, value: Any) -> float:
+def _check_number(name: str, value: Any, what: str = "reward") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
-        raise ValueError(f"reward {name}={value!r} must be a finite number (int or float)")
+        raise ValueError(f"{what} {name}={value!r} must be a finite number (int or float)")
     return float(value)
 
 
@@ -61,6 +62,27 @@ def emit_reward(value: float | dict[str, float], primary_key: str | None = None)
 def emit_message(message: str, **attributes: Any) -> None:
     """Record a free-form note (shows up in the trace; not used for training)."""
     _tracer("emit_message()").instant(semconv.MESSAGE, {"message": str(message), **attributes})
+
+
+def emit_metrics(values: Mapping[str, float | int | bool]) -> dict[str, float]:
+    """Record numbers that describe this attempt (tool calls, query errors, answer found, ...); not rewards. The
+    trainer reports each key as `agent/<key>`: per attempt the values of a key are summed over calls, then averaged
+    over the step's (or validation's) rollouts that reported it. Booleans count as 0/1. Returns what was recorded.
+
+        emit_metrics({"tool_calls": 2, "format_ok": True})
+    """
+    tracer = _tracer("emit_metrics()")
+    if not isinstance(values, Mapping) or not values:
+        raise ValueError(f"emit_metrics({values!r}) needs a non-empty mapping of name -> number, e.g. "
+                         "emit_metrics({'tool_calls': 2})")
+    checked: dict[str, float] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"metric name {key!r} must be a non-empty string without '/' (it becomes "
+                             "agent/<name> in the trainer's metrics)")
+        checked[key] = float(value) if isinstance(value, bool) else _check_number(key, value, what="metric")
+    tracer.instant(semconv.METRICS, {"values": checked})
+    return checked
 
 
 def emit_object(obj: Any, name: str = "object") -> None:

@@ -3,7 +3,7 @@
 Where this sits: proxy / tracer / emitters → **spans in the store** → adapter → triplets. Writers:
 - the LLM proxy writes one `LLM_CALL` span per model call (`agentlightning/proxy/recording.py` documents its
   attributes: `prompt_token_ids`, `response_token_ids`, `logprobs`, `request`, `response`, ...);
-- the tracer / emitters (in the runner, around the agent) write `REWARD`, `MESSAGE`, `OBJECT`, `EXCEPTION`, `AGENT`
+- the tracer / emitters (in the runner, around the agent) write `REWARD`, `MESSAGE`, `OBJECT`, `EXCEPTION`, `METRICS`, `AGENT`
   (one per agent step / LangGraph node, attribute `AGENT_NAME`) and `LLM_REQUEST` spans. An `LLM_REQUEST` span is the
   client-side view of a model call made inside an agent step: it carries the step's `AGENT_NAME` and the
   `MESSAGES_DIGEST` of the messages sent, so the adapter can tell which agent made each proxy `LLM_CALL` (the proxy
@@ -28,6 +28,7 @@ __all__ = [
     "LLM_REQUEST",
     "MESSAGE",
     "MESSAGES_DIGEST",
+    "METRICS",
     "OBJECT",
     "REWARD",
     "messages_digest",
@@ -38,6 +39,7 @@ REWARD = "agentlightning.reward"
 MESSAGE = "agentlightning.message"
 OBJECT = "agentlightning.object"
 EXCEPTION = "agentlightning.exception"
+METRICS = "agentlightning.metrics"
 AGENT = "agentlightning.agent"
 LLM_REQUEST = "agentlightning.llm_request"
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -89,8 +89,10 @@ class TrainerSession:
 
     async def run_rollouts(self, tasks: Sequence[Any], mode: RolloutMode, resources_id: str | None,
                            config: RolloutConfig | None = None, metadata: Sequence[dict[str, Any]] | None = None,
-                           timeout: float | None = None) -> list[Rollout]:
-        """Enqueue one rollout per task, wait for all of them, return them (terminal) in task order."""
+                           timeout: float | None = None, progress: Callable[[int], None] | None = None
+                           ) -> list[Rollout]:
+        """Enqueue one rollout per task, wait for all of them, return them (terminal) in task order.
+        `progress(n_finished)` is called while waiting (every ~2 s), e.g. to move a progress bar."""
         config = config or self.trainer.rollout_config
         requests = [{"input": t, "mode": mode, "resources_id": resources_id, "config": config,
                      "metadata": dict(metadata[i]) if metadata else {}} for i, t in enumerate(tasks)]
@@ -100,14 +102,15 @@ class TrainerSession:
             config_inline = RunnerConfig(exit_when_idle_seconds=0.0,
                                          max_concurrency=self.trainer.runner_config.max_concurrency)
             await worker_loop(self.store, self.agent, "inline-0", config=config_inline, tracer=self.trainer.tracer)
-        done = {r.rollout_id: r for r in await self._wait(ids, timeout)}
+        done = {r.rollout_id: r for r in await self._wait(ids, timeout, progress)}
         missing = [i for i in ids if i not in done]
         if missing:
             raise TimeoutError(f"{len(missing)} of {len(ids)} rollouts did not finish within {timeout} s (first: "
                                f"{missing[0]}); check the runner logs, or raise the timeout")
         return [done[i] for i in ids]
 
-    async def _wait(self, ids: list[str], timeout: float | None) -> list[Rollout]:
+    async def _wait(self, ids: list[str], timeout: float | None, progress: Callable[[int], None] | None = None
+                    ) -> list[Rollout]:
         """wait_for_rollouts in slices, checking between them that the runner workers are not crash-looping."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -116,6 +119,8 @@ class TrainerSession:
             done = await self.store.wait_for_rollouts(ids, timeout=step)
             if self.pool is not None:
                 self.pool.check()
+            if progress is not None:
+                progress(len(done))
             if len(done) == len(ids) or (deadline is not None and loop.time() >= deadline):
                 return done
 

@@ -6,8 +6,9 @@ Where this sits: task → store → runner → agent → **proxy** → vLLM → 
 Set-up, all in one run: a vLLM server (started here with the default model unless `--vllm-url` is given), an
 in-memory store served over HTTP in this process, and `agl proxy` as its own process (as in production), recording
 every call of the benchmark rollout as a span. Requests use temperature 0 and `ignore_eos` so each one generates
-exactly `--max-tokens` tokens, and each concurrency level runs direct first, then through the proxy, on the same
-prompts. Prints p50/p95/p99 latency, output tokens/s and error rate per mode, and proxy/direct ratios.
+exactly `--max-tokens` tokens. Each concurrency level runs `--rounds` rounds on the same prompts, alternating which
+mode goes first (direct→proxy, proxy→direct, ...) so that neither profits from a warmer server or a quieter machine;
+the rounds are pooled. Prints p50/p95/p99 latency, output tokens/s and error rate per mode, and proxy/direct ratios.
 
 Example: `python benchmarks/proxy_overhead.py --concurrency 1 8 32 --max-tokens 16`
 """
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="requests per level, one number per level or one for all (default: 12 32 64)")
     parser.add_argument("--max-tokens", type=int, default=16, help="output tokens per request (default: 16)")
     parser.add_argument("--warmup", type=int, default=4, help="warm-up requests per mode (default: 4)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds per level, alternating which mode goes first (default: 2)")
     return parser.parse_args(argv)
 
 
@@ -54,7 +57,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-async def run_level(base_url: str, model: str, concurrency: int, n: int, max_tokens: int) -> dict[str, float]:
+def summarize(runs: list[dict[str, float | list[float]]]) -> dict[str, float]:
+    """Pool rounds of `run_level`: percentiles over all latencies, tokens/s = all tokens / all wall time."""
+    latencies = [x for r in runs for x in r["latencies"]]  # type: ignore[union-attr]
+    n = sum(r["n"] for r in runs)  # type: ignore[misc]
+    return {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
+            "tok_s": sum(r["tokens"] for r in runs) / sum(r["wall"] for r in runs),  # type: ignore[misc]
+            "err": sum(r["errors"] for r in runs) / n, "n": n}  # type: ignore[misc]
+
+
+async def run_level(base_url: str, model: str, concurrency: int, n: int, max_tokens: int
+                    ) -> dict[str, float | list[float]]:
     latencies: list[float] = []
     errors = 0
     tokens = 0
@@ -82,8 +95,7 @@ async def run_level(base_url: str, model: str, concurrency: int, n: int, max_tok
         started = time.perf_counter()
         await asyncio.gather(*[one(i) for i in range(n)])
         wall = time.perf_counter() - started
-    return {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
-            "tok_s": tokens / wall, "err": errors / n, "n": n}
+    return {"latencies": latencies, "tokens": tokens, "wall": wall, "errors": errors, "n": n}
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
@@ -120,10 +132,14 @@ async def benchmark(args: argparse.Namespace, vllm_url: str, model: str) -> None
         print(header)
         print("-" * len(header))
         for concurrency, n in zip(args.concurrency, counts, strict=True):
-            direct = await run_level(vllm_url, model, concurrency, n, args.max_tokens)
-            proxied = await run_level(proxy_url, model, concurrency, n, args.max_tokens)
+            runs: dict[str, list[dict[str, float | list[float]]]] = {"direct": [], "proxy": []}
+            for round_ in range(args.rounds):
+                order = [("direct", vllm_url), ("proxy", proxy_url)]
+                for mode, url in order if round_ % 2 == 0 else order[::-1]:
+                    runs[mode].append(await run_level(url, model, concurrency, n, args.max_tokens))
+            direct, proxied = summarize(runs["direct"]), summarize(runs["proxy"])
             for name, r in (("direct", direct), ("proxy", proxied)):
-                print(f"{concurrency:>4} {name:>6} {n:>4} {r['p50']:>7.3f} {r['p95']:>7.3f} {r['p99']:>7.3f} "
+                print(f"{concurrency:>4} {name:>6} {int(r['n']):>4} {r['p50']:>7.3f} {r['p95']:>7.3f} {r['p99']:>7.3f} "
                       f"{r['tok_s']:>8.1f} {r['err']:>5.1%}")
             print(f"{concurrency:>4} {'ratio':>6} {'':>4} {proxied['p50'] / direct['p50']:>7.3f} "
                   f"{proxied['p95'] / direct['p95']:>7.3f} {proxied['p99'] / direct['p99']:>7.3f} "
@@ -131,7 +147,7 @@ async def benchmark(args: argparse.Namespace, vllm_url: str, model: str) -> None
         spans = await store.query_spans(rollout.rollout_id)
         ok = sum(1 for s in spans if s.status == "ok" and s.attributes.get("response_token_ids"))
         print(f"\nspans recorded for the proxied calls: {len(spans)} ({ok} ok with token ids; expected "
-              f"{args.warmup + sum(counts)})")
+              f"{args.warmup + args.rounds * sum(counts)})")
     finally:
         proxy.terminate()
         proxy.wait(timeout=15)

@@ -131,6 +131,10 @@ def main() -> int:
     except KeyboardInterrupt:
         print("[setup] interrupted; run it again to finish (completed steps are skipped)", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permissions, a missing tool: say what and where, not a traceback
+        print(f"[setup] FAILED: {type(exc).__name__}: {exc}. Fix: free disk space / check permissions on "
+              f"{exc.filename or ROOT}, then run `make setup` again (completed steps are skipped)", file=sys.stderr)
+        return 1
     _say(f"ready in {time.monotonic() - started:.1f} s (activate with `source .venv/bin/activate`)")
     return 0
 

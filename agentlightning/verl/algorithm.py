@@ -7,6 +7,8 @@ One step, the same code on CPU and GPU (the `Policy` differs: `agentlightning.ve
 1. publish the current policy: `session.proxy.as_resource(model=policy.served_model, sampling)` →
    `store.add_resources` (the proxy fronts `policy.base_urls()`: our vLLM server on CPU, verl's replicas on GPU);
 2. `session.run_rollouts(tasks × rollout.n, mode="train")` (each rollout's metadata carries the task's data id);
+   with verl's `algorithm.filter_groups`, more task batches (up to `max_num_gen_batches` per step) until
+   `data.train_batch_size` groups have episodes with different rewards (DAPO's dynamic sampling);
 3. `session.collect(rollout)` → triplets; failed rollouts are left out (counted); `build_batch` → `DataProto`;
    `policy.release_rollout()` (GPU: verl's replicas sleep, freeing memory for the update);
 4. `policy.step`: verl's old log-probs (or, in verl's bypass mode, the sampler's logprobs that the proxy
@@ -27,7 +29,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from agentlightning.verl.config import AgentLightningConfig, compose_config, val
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
 from agentlightning.verl.policy import CPUPolicy, Policy
 
-__all__ = ["VerlAlgorithm", "latest_checkpoint", "trainer_from_config"]
+__all__ = ["VerlAlgorithm", "hf_model_folder", "latest_checkpoint", "trainer_from_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,29 @@ def latest_checkpoint(folder: Path) -> Path | None:
         return None
     done = [p for p in folder.glob("global_step_*") if (p / STATE_FILE).is_file()]
     return max(done, key=lambda p: int(p.name.rsplit("_", 1)[1]), default=None)
+
+
+def hf_model_folder(path: Path) -> Path:
+    """The HF model folder (config.json + *.safetensors) that `path` names: itself, a `global_step_N` checkpoint
+    (its `actor/huggingface`, written when `actor.checkpoint.save_contents` has `hf_model`, as configs/base.yaml sets),
+    or a training output folder (its latest checkpoint). Raises FileNotFoundError saying what is missing and the fix."""
+    path = Path(path)
+    if (path / "checkpoints").is_dir():
+        latest = latest_checkpoint(path / "checkpoints")
+        if latest is None:
+            raise FileNotFoundError(f"{path}/checkpoints holds no complete global_step_N checkpoint. Fix: train with "
+                                    "trainer.save_freq > 0, or pass an HF model folder")
+        path = latest
+    if (path / "actor").is_dir():
+        path = path / "actor" / "huggingface"
+    if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
+        return path
+    if path.name == "huggingface" and (path.parent / "fsdp_config.json").is_file():
+        raise FileNotFoundError(f"{path} has the model config but no weights: this checkpoint was saved without "
+                                "hf_model in actor.checkpoint.save_contents. Fix: python -m verl.model_merger merge "
+                                f"--backend fsdp --local_dir {path.parent} --target_dir {path}")
+    raise FileNotFoundError(f"{path} is not an HF model folder (config.json + *.safetensors), a global_step_N "
+                            "checkpoint or a training output folder. Fix: pass one of those, e.g. outputs/calc_x/cpu")
 
 
 class VerlAlgorithm:
@@ -128,7 +153,13 @@ class VerlAlgorithm:
         return out
 
     async def _rollouts(self, session: Any, tasks: list[tuple[str, Any]], n: int, mode: str, version: int,
-                        model: str) -> tuple[list[RolloutSamples], dict[str, float]]:
+                        model: str, progress: Callable[[int], None] | None = None,
+                        refill: Callable[[], list[tuple[str, Any]]] | None = None, groups_wanted: int = 0
+                        ) -> tuple[list[RolloutSamples], dict[str, float]]:
+        """`n` rollouts per task → samples + stats. With `refill` (verl's `filter_groups` dynamic sampling, DAPO):
+        while fewer than `groups_wanted` tasks have episodes with different rewards, play `refill()`'s tasks too
+        (until it returns none), then keep the first `groups_wanted` such groups and every uniform group (the step
+        filters those out and counts them). `progress` restarts for each refill."""
         from agentlightning.types import RolloutConfig
 
         sampling = {k: v for k, v in self.agl.sampling.items() if v is not None}
@@ -136,43 +167,67 @@ class VerlAlgorithm:
             sampling["temperature"] = 0.0
         resources = await session.store.add_resources(
             {"main_llm": session.proxy.as_resource(model=model, sampling_parameters=sampling)})
-        expanded = [(data_id, task) for data_id, task in tasks for _ in range(n)]
         config = RolloutConfig(timeout_seconds=self.agl.rollout_timeout_s, unresponsive_seconds=60, max_attempts=2)
-        t0 = time.perf_counter()
-        rollouts = await session.run_rollouts([t for _, t in expanded], mode, resources.resources_id, config=config,
-                                              metadata=[{"data_id": d, "policy_version": version} for d, _ in expanded])
-        t1 = time.perf_counter()
-        samples, failed, empty, adapter_stats = [], 0, 0, {}
-        for (data_id, _task), rollout in zip(expanded, rollouts, strict=True):
-            if rollout.status != "succeeded":
-                failed += 1
-                continue
-            result = await session.collect(rollout, data_id=data_id)
-            if not result.triplets:
-                empty += 1
-            for key, value in result.stats.items():
-                adapter_stats[f"adapter/{key}"] = adapter_stats.get(f"adapter/{key}", 0.0) + float(value)
-            samples.append(RolloutSamples(rollout.rollout_id, data_id, result.triplets, result.final_reward))
-        t2 = time.perf_counter()
+        samples, failed, empty, adapter_stats, played, rounds = [], 0, 0, {}, 0, 0
+        agent_metrics: dict[str, list[float]] = {}
+        t_rollout = t_adapter = 0.0
+        while tasks:
+            rounds += 1
+            expanded = [(data_id, task) for data_id, task in tasks for _ in range(n)]
+            t0 = time.perf_counter()
+            rollouts = await session.run_rollouts(
+                [t for _, t in expanded], mode, resources.resources_id, config=config,
+                metadata=[{"data_id": d, "policy_version": version} for d, _ in expanded], progress=progress)
+            t1 = time.perf_counter()
+            played += len(rollouts)
+            for (data_id, _task), rollout in zip(expanded, rollouts, strict=True):
+                if rollout.status != "succeeded":
+                    failed += 1
+                    continue
+                result = await session.collect(rollout, data_id=data_id)
+                if not result.triplets:
+                    empty += 1
+                for key, value in result.metrics.items():
+                    agent_metrics.setdefault(key, []).append(value)
+                for key, value in result.stats.items():
+                    adapter_stats[f"adapter/{key}"] = adapter_stats.get(f"adapter/{key}", 0.0) + float(value)
+                samples.append(RolloutSamples(rollout.rollout_id, data_id, result.triplets, result.final_reward))
+            t_rollout, t_adapter = t_rollout + t1 - t0, t_adapter + time.perf_counter() - t1
+            if refill is None or len(_informative_groups(samples)) >= groups_wanted:
+                break
+            tasks = refill()
         generated = sum(sum(t.response_mask) if t.response_mask is not None else len(t.response_token_ids)
                         for s in samples for t in s.triplets)
         rewards = np.array([s.final_reward or 0.0 for s in samples], dtype=float)
         turns = np.array([len(s.triplets) for s in samples], dtype=float)
-        stats = {"rollout/count": float(len(rollouts)), "rollout/failed": float(failed),
+        stats = {"rollout/count": float(played), "rollout/failed": float(failed),
                  "rollout/without_triplets": float(empty),
                  "reward/mean": float(rewards.mean()) if len(rewards) else 0.0,
                  "reward/std": float(rewards.std()) if len(rewards) else 0.0,
                  "accuracy": float((rewards > 0).mean()) if len(rewards) else 0.0,
                  "turns/mean": float(turns.mean()) if len(turns) else 0.0,
                  "rollout/completion_tokens": float(generated),
-                 "timing_s/rollout": t1 - t0, "timing_s/adapter": t2 - t1, **adapter_stats}
+                 "timing_s/rollout": t_rollout, "timing_s/adapter": t_adapter, **adapter_stats,
+                 **{f"agent/{k}": float(np.mean(v)) for k, v in sorted(agent_metrics.items())}}
+        if refill is not None:
+            informative = _informative_groups(samples)
+            keep = set(informative[:groups_wanted]) | {s.group_id for s in samples if s.group_id not in informative}
+            stats["batch/gen_batches"] = float(rounds)
+            stats["batch/groups_surplus_dropped"] = float(max(0, len(informative) - groups_wanted))
+            samples = [s for s in samples if s.group_id in keep]
         return samples, stats
 
     async def _validate(self, session: Any, val: list[Any], version: int, model: str) -> dict[str, float]:
         if not val:
             return {}
+        from tqdm import tqdm
+
         tasks = [(task_id(t, i), t) for i, t in enumerate(val)]
-        _samples, stats = await self._rollouts(session, tasks, 1, "val", version, model)
+        bar = tqdm(total=len(tasks), desc=f"validate (policy v{version})", dynamic_ncols=True, leave=False)
+        _samples, stats = await self._rollouts(session, tasks, 1, "val", version, model,
+                                               progress=lambda done: bar.update(done - bar.n))
+        bar.close()
+        logger.info("validation of policy v%d: reward %.3f over %d tasks", version, stats["reward/mean"], len(tasks))
         return {f"val/{k}": v for k, v in stats.items() if not k.startswith("timing")}
 
     async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], policy: Policy,
@@ -188,6 +243,11 @@ class VerlAlgorithm:
         total, per_step, n = self._total_steps(len(train)), int(cfg.data.train_batch_size), int(
             cfg.actor_rollout_ref.rollout.n)
         save_freq = int(cfg.trainer.save_freq)
+        max_gen_batches = 1  # task batches per step: more only with verl's filter_groups (dynamic sampling)
+        if OmegaConf.select(cfg, "algorithm.filter_groups.enable", default=False):
+            # verl: max_num_gen_batches <= 0 means no limit; we stop after one pass over the training data
+            max_gen_batches = int(OmegaConf.select(cfg, "algorithm.filter_groups.max_num_gen_batches", default=0)
+                                  or 0) or max(1, math.ceil(len(train) / per_step))
         metrics_log = MetricsLogger(self.output_dir, resume=state["step"] > 0)
         async with trainer.session(agent, policy.base_urls()) as session:
             if cfg.trainer.get("val_before_train", True) and state["step"] == 0:
@@ -196,8 +256,10 @@ class VerlAlgorithm:
             while state["step"] < total:
                 step = state["step"] + 1
                 t_step = time.perf_counter()
-                tasks = self._tasks_at(train, state["cursor"], per_step)
-                samples, metrics = await self._rollouts(session, tasks, n, "train", step - 1, policy.served_model)
+                draws = _TaskDraws(self._tasks_at, train, state["cursor"], per_step, max_gen_batches)
+                samples, metrics = await self._rollouts(session, draws.next(), n, "train", step - 1,
+                                                        policy.served_model, groups_wanted=per_step,
+                                                        refill=draws.next if max_gen_batches > 1 else None)
                 await asyncio.to_thread(policy.release_rollout)
                 t = time.perf_counter()
                 built = build_batch(samples, batch_cfg)
@@ -206,7 +268,7 @@ class VerlAlgorithm:
                 t = time.perf_counter()
                 metrics.update(await asyncio.to_thread(policy.step, built.data))
                 metrics["timing_s/update"] = time.perf_counter() - t
-                state = {"step": step, "cursor": state["cursor"] + per_step}
+                state = {"step": step, "cursor": draws.cursor}
                 if save_freq > 0 and (step % save_freq == 0 or step == total):
                     t = time.perf_counter()
                     await asyncio.to_thread(self._save, policy, state)
@@ -236,6 +298,31 @@ class VerlAlgorithm:
         policy.save_checkpoint(folder, state["step"], max_to_keep=keep)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / STATE_FILE).write_text(json.dumps(state))  # written last: marks the checkpoint complete
+
+
+def _informative_groups(samples: Sequence[RolloutSamples]) -> list[str]:
+    """Data ids (GRPO groups) whose episodes got more than one reward value, in order of first appearance."""
+    seen: dict[str, set[float]] = {}
+    for sample in samples:
+        seen.setdefault(sample.group_id, set()).add(round(float(sample.final_reward or 0.0), 6))
+    return [group for group, rewards in seen.items() if len(rewards) > 1]
+
+
+class _TaskDraws:
+    """The task batches of one step, read from the data cursor: the step's own batch, then at most `limit - 1`
+    refills (dynamic sampling). `cursor` is where the next step starts."""
+
+    def __init__(self, tasks_at: Callable[[list[Any], int, int], list[tuple[str, Any]]], train: list[Any],
+                 cursor: int, per_step: int, limit: int) -> None:
+        self.tasks_at, self.train, self.cursor, self.per_step, self.limit, self.drawn = (
+            tasks_at, train, cursor, per_step, limit, 0)
+
+    def next(self) -> list[tuple[str, Any]]:
+        if self.drawn >= self.limit:
+            return []
+        self.drawn += 1
+        self.cursor += self.per_step
+        return self.tasks_at(self.train, self.cursor - self.per_step, self.per_step)
 
 
 def trainer_from_config(cfg: DictConfig) -> Any:

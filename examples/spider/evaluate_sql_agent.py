@@ -6,11 +6,12 @@ every call with token IDs) → the endpoint; the agents' final queries (their `s
 `spider_eval.evaluate`, which prints count / execution accuracy / exact match per hardness level and overall.
 
     python examples/spider/evaluate_sql_agent.py --endpoint http://127.0.0.1:8000/v1 --model NAME --limit 10
-    python examples/spider/evaluate_sql_agent.py --checkpoint outputs/spider/cpu/checkpoints/global_step_20/hf
+    python examples/spider/evaluate_sql_agent.py --checkpoint outputs/spider/cpu        # a run's latest checkpoint
     python examples/spider/evaluate_sql_agent.py --checkpoint default --data-dir /data/spider --split dev \\
         --store runs/spider_dev.db --details dev_details.json
 
-`--checkpoint FOLDER` starts a vLLM server on that HF folder (`default`: the embedded default model) for the run.
+`--checkpoint` starts a vLLM server for the run on an HF model folder, a `checkpoints/global_step_N` folder, a
+training output folder (its latest checkpoint) or `default` (the embedded default model).
 The data folder is `--data-dir`, else `$SPIDER_DATA_DIR`, else the bundled mini-Spider. Validation rollouts are
 greedy unless `--temperature` says otherwise. Traces stay in `--store` (a SQLite file) when given.
 """
@@ -52,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLES)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    where.add_argument("--checkpoint", help="HF model folder to serve with vLLM for this run ('default': the "
-                                            "embedded default model)")
+    where.add_argument("--checkpoint", help="HF model folder, checkpoints/global_step_N, a training output folder "
+                                            "(its latest checkpoint), or 'default' (the embedded default model)")
     parser.add_argument("--model", help="model name the endpoint serves (required with --endpoint)")
     parser.add_argument("--split", default="dev", help="Spider split: train, train_others, dev or test (default dev)")
     parser.add_argument("--data-dir", type=Path, help=f"Spider folder (default: ${ENV_VAR}, else the bundled "
@@ -109,11 +110,12 @@ def _llm_server(args: argparse.Namespace) -> contextlib.AbstractContextManager[A
         return contextlib.nullcontext()
     from agentlightning.models import default_model_path
     from agentlightning.serving import VLLMServer
+    from agentlightning.verl.algorithm import hf_model_folder
 
-    path = default_model_path() if args.checkpoint == "default" else Path(args.checkpoint)
-    if not Path(path).is_dir():
-        raise SystemExit(f"error: --checkpoint {args.checkpoint}: {path} is not a folder. Fix: give an HF model folder "
-                         "(config.json + weights), e.g. a checkpoints/global_step_N/hf folder, or 'default'")
+    try:
+        path = default_model_path() if args.checkpoint == "default" else hf_model_folder(Path(args.checkpoint))
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: --checkpoint {args.checkpoint}: {exc}") from None
     return VLLMServer(path, served_model_name="policy", startup_timeout=600,
                       extra_args=["--max-model-len", str(args.max_model_len)])
 

@@ -38,7 +38,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from agentlightning.agent import LitAgent, resolve_llm
-from agentlightning.emitter import emit_object
+from agentlightning.emitter import emit_metrics, emit_object
 from agentlightning.types import LLM, AttemptedRollout, NamedResources
 from examples.spider.data.loader import ENV_VAR, bundled_root, load_spider
 from examples.spider.spider_eval.exec_match import exec_match
@@ -329,6 +329,9 @@ class SQLAgent(LitAgent):
         result = run_sql_agent(task, model, self.db_dir, self.max_turns, self.table_info_truncate,
                                self.execution_truncate, self.query_timeout_s, self.rollout_timeout_s, self.few_shot)
         emit_object(asdict(result), name="sql_result")
+        emit_metrics({"query_errors": result.query_errors, "query_timeouts": result.query_timeouts,
+                      "queries": len(result.queries), "checked_correct": result.checked_correct,
+                      "episode_error": result.error is not None, "timed_out": result.timed_out})
         return result.reward
 
     def training_rollout(self, task: Any, resources: NamedResources, rollout: AttemptedRollout) -> float:

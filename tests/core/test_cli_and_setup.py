@@ -87,6 +87,21 @@ def test_setup_refuses_low_disk_with_a_clear_message(monkeypatch: pytest.MonkeyP
         setup._check_machine()
 
 
+def test_setup_reports_an_os_error_without_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    setup = _load_setup_module()
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device", "/work/.venv/lib")
+
+    monkeypatch.setattr(setup, "_check_machine", full_disk)
+    monkeypatch.setattr(sys, "argv", ["setup.py"])
+    assert setup.main() == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "/work/.venv/lib" in err and "Fix: free disk space" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.skipif(not (ROOT / ".venv" / ".agl-setup-stamp").exists(), reason="needs `make setup` to have run")
 def test_second_setup_run_is_a_quick_no_op() -> None:
     started = time.monotonic()

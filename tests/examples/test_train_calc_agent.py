@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "calc_x" / "train_calc_agent.py"
+EVALUATE = ROOT / "examples" / "calc_x" / "evaluate_calc_agent.py"
 
 
 def test_help_and_cfg_job_work() -> None:
@@ -33,15 +35,47 @@ def test_wrong_override_is_explained() -> None:
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # the subprocess timeout below is the real limit (pyproject's default is 600 s)
 def test_one_training_step(tmp_path: Path) -> None:
     cmd = [sys.executable, str(SCRIPT), "trainer.total_training_steps=1", "data.train_batch_size=2",
            "actor_rollout_ref.actor.ppo_mini_batch_size=2", "actor_rollout_ref.rollout.n=2", "calc_x.val_size=2",
-           f"agentlightning.output_dir={tmp_path}"]
+           # keep groups with one reward value too: with 2 tasks x 2 episodes every group may be uniform, and this
+           # test is about the update running end to end
+           "algorithm.filter_groups.enable=false", f"agentlightning.output_dir={tmp_path}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "held-out (test split)" in result.stdout and "accuracy" in result.stdout
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 1
-    assert rows[-1]["batch/num_samples"] >= 1 and "actor/pg_loss" in rows[-1]
+    assert rows[-1]["batch/num_samples"] >= 1 and "actor/pg_loss" in rows[-1] and "actor/entropy" in rows[-1]
+    assert rows[-1]["batch/old_log_prob_from_rollout"] == 1.0  # π_old = the sampler's logprobs (bypass mode)
     assert (tmp_path / "reward_curve.png").is_file()
     assert any((tmp_path / "runners").glob("runner-*.log"))  # runner logs kept with the run
+    assert "agent/tool_calls" in rows[-1] and "val/agent/format_ok" in rows[0]  # the agent's emit_metrics
+
+    # the trained policy, exported as an HF folder with the checkpoint, is served by vLLM and scored on a split
+    hf = tmp_path / "checkpoints" / "global_step_1" / "actor" / "huggingface"
+    assert (hf / "config.json").is_file() and any(hf.glob("*.safetensors"))
+    result = subprocess.run([sys.executable, str(EVALUATE), "--checkpoint", str(tmp_path), "--limit", "4"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "test.jsonl[:4]" in result.stdout and "accuracy" in result.stdout and "tool_call_rate" in result.stdout
+
+
+@pytest.mark.vllm
+def test_evaluate_against_an_endpoint(vllm_server: Any) -> None:
+    result = subprocess.run([sys.executable, str(EVALUATE), "--endpoint", vllm_server.base_url, "--model",
+                             vllm_server.model_name, "--limit", "3", "--n-runners", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.split("test.jsonl[:3]", 1)[1]
+    assert "accuracy" in table and "format_rate" in table and "accuracy/arith1" in table
+
+
+def test_evaluate_explains_bad_arguments(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(EVALUATE), "--endpoint", "http://127.0.0.1:9/v1"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and "--endpoint needs --model" in result.stderr
+    result = subprocess.run([sys.executable, str(EVALUATE), "--checkpoint", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode != 0 and "is not an HF model folder" in result.stderr and "Fix:" in result.stderr

@@ -18,8 +18,9 @@ import pytest
 from opentelemetry.sdk.trace import SpanProcessor
 
 from agentlightning import semconv
+from agentlightning.adapter import TraceAdapter
 from agentlightning.agent import LitAgent, rollout
-from agentlightning.emitter import emit_message, emit_object, emit_reward
+from agentlightning.emitter import emit_message, emit_metrics, emit_object, emit_reward
 from agentlightning.runner import RunnerConfig, run_rollout, worker_loop
 from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import InMemoryLightningStore, LightningStoreClient, LightningStoreServer
@@ -144,6 +145,27 @@ def test_trainer_tracer_sees_every_span_and_pickles_for_runner_processes() -> No
     assert type(copy) is Tracer and [type(p) for p in copy.span_processors] == [NameCollector]
 
 
+def test_dev_takes_a_hugging_face_dataset() -> None:
+    import datasets
+
+    from agentlightning.trainer import Trainer
+
+    tasks = datasets.Dataset.from_list([{"id": "a", "x": 3}, {"id": "b", "x": 4}])
+    report = Trainer(n_runners=0).dev(sync_agent, tasks, LLM(endpoint="http://127.0.0.1:9/v1", model="unused"))
+    assert [(row["task"], row["reward"]) for row in report.rows] == [("a", 1.0), ("b", 0.0)]
+
+
+async def test_run_rollouts_reports_progress() -> None:
+    from agentlightning.trainer import Trainer
+
+    seen: list[int] = []
+    async with Trainer(n_runners=0).session(sync_agent, ["http://127.0.0.1:9/v1"]) as session:
+        resources = await session.store.add_resources(LLM_RESOURCE)
+        rollouts = await session.run_rollouts([{"x": 1}, {"x": 2}], "train", resources.resources_id,
+                                              progress=seen.append)
+    assert [r.status for r in rollouts] == ["succeeded", "succeeded"] and seen[-1] == 2
+
+
 def test_runner_config_rejects_zero_concurrency() -> None:
     with pytest.raises(ValueError, match="max_concurrency=0"):
         RunnerConfig(max_concurrency=0)
@@ -211,6 +233,24 @@ async def test_emitters_outside_a_rollout_explain_the_fix() -> None:
             emit_reward(float("nan"))
         with pytest.raises(ValueError, match="primary_key"):
             emit_reward({"a": 1.0, "b": 2.0})
+
+
+async def test_emit_metrics_are_summed_per_attempt_and_checked() -> None:
+    store = await _store_with_resources()
+    await store.enqueue_rollout({"x": 1})
+    claimed = await store.dequeue_rollout()
+    assert claimed is not None
+    async with Tracer().trace_attempt(store, claimed.rollout_id, claimed.attempt.attempt_id):
+        assert emit_metrics({"tool_calls": 2, "format_ok": True}) == {"tool_calls": 2.0, "format_ok": 1.0}
+        emit_metrics({"tool_calls": 1})
+        with pytest.raises(ValueError, match=r"metric errors=inf must be a finite number"):
+            emit_metrics({"errors": float("inf")})
+        with pytest.raises(ValueError, match="without '/'"):
+            emit_metrics({"a/b": 1})
+        with pytest.raises(ValueError, match="non-empty mapping"):
+            emit_metrics({})
+    result = await TraceAdapter().adapt_attempt(store, claimed.rollout_id)
+    assert result.metrics == {"tool_calls": 3.0, "format_ok": 1.0}  # summed over the attempt's calls
 
 
 def test_rollout_decorator_checks_signature() -> None:

@@ -285,3 +285,46 @@ async def test_two_replicas_failover_then_all_down(vllm_server: Any, store: InMe
         assert all(s.attributes["response_token_ids"] for s in spans if s.status == "ok")
     finally:
         await proxy.stop()
+
+
+async def test_agl_proxy_process_records_into_a_store_server(vllm_server: Any) -> None:
+    """`agl proxy --backend vLLM --store URL` as its own process: a call under a rollout/attempt URL lands in the
+    store server as a span with token IDs and logprobs (--request-logprobs)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from agentlightning.serving import find_free_port
+    from agentlightning.store import LightningStoreServer
+
+    store = InMemoryLightningStore()
+    server = LightningStoreServer(store, token="t0k")
+    await server.start()
+    await store.enqueue_rollout(input={"task": "proxy process"})
+    attempted = await store.dequeue_rollout(worker_id="w1")
+    port = find_free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "proxy", "--backend",
+                             vllm_server.base_url, "--store", server.url, "--store-token", "t0k", "--port", str(port),
+                             "--request-logprobs"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/rollout/{attempted.rollout_id}/attempt/{attempted.attempt.attempt_id}/v1"
+        async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
+            for _ in range(200):
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/v1/models")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            reply = await client.post(url + "/chat/completions", json={"model": SERVED_NAME, "messages": MESSAGES,
+                                                                        "max_tokens": 8, "temperature": 0})
+        assert reply.status_code == 200, reply.text
+        (span,) = await store.query_spans(attempted.rollout_id, attempted.attempt.attempt_id)
+        assert span.attributes["prompt_token_ids"] and span.attributes["response_token_ids"]
+        assert len(span.attributes["logprobs"]) == len(span.attributes["response_token_ids"])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        await server.stop()

@@ -111,3 +111,8 @@ def test_evaluate_cli_explains_bad_arguments(capsys: pytest.CaptureFixture[str],
     assert evaluate_sql_agent.main(["--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
                                     "--data-dir", str(tmp_path)]) == 2
     assert "dev file not found" in capsys.readouterr().err
+
+
+def test_evaluate_cli_explains_a_checkpoint_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--checkpoint .*is not an HF model folder.*Fix: pass one of those"):
+        evaluate_sql_agent.main(["--checkpoint", str(tmp_path)])

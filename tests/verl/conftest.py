@@ -35,7 +35,9 @@ def cpu_config() -> Iterator[Any]:
     default_model_or_skip()
     from agentlightning.verl.config import compose_config
 
-    yield compose_config("agentlightning", ["actor_rollout_ref.actor.optim.lr=1e-4", "trainer.save_freq=1"])
+    # temperature 1: the trainer's log-probs are then comparable with vLLM's prompt_logprobs (never temperature-scaled)
+    yield compose_config("agentlightning", ["actor_rollout_ref.actor.optim.lr=1e-4", "trainer.save_freq=1",
+                                            "actor_rollout_ref.rollout.temperature=1.0"])
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +68,10 @@ def add_agent() -> Any:
         reply = await client.chat.completions.create(
             model=llm.model, messages=[{"role": "user", "content": f"What is {task['a']}+{task['b']}? Answer briefly."}],
             **llm.sampling_parameters)
-        return 1.0 if str(task["a"] + task["b"]) in (reply.choices[0].message.content or "") else 0.0
+        from agentlightning.emitter import emit_metrics
+
+        text = reply.choices[0].message.content or ""
+        emit_metrics({"reply_chars": len(text)})  # reported per step as agent/reply_chars
+        return 1.0 if str(task["a"] + task["b"]) in text else 0.0
 
     return add

@@ -21,11 +21,15 @@ class FakeVLLMServer:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail_reload_of: str | None = None
+        self.methods = {"agl_reload_weights", "reload_weights"}  # the worker's: ours needs the worker extension
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/collective_rpc":
-            folder = json.loads(request.content)["kwargs"]["weights_path"]
-            self.calls.append(f"reload {Path(folder).name}")
+            body = json.loads(request.content)
+            folder = body["kwargs"]["weights_path"]
+            self.calls.append(f"{body['method']} {Path(folder).name}")
+            if body["method"] not in self.methods:
+                return httpx.Response(500, json={"error": f"'CPUWorker' object has no attribute '{body['method']}'"})
             if folder == self.fail_reload_of:
                 return httpx.Response(500, json={"error": "boom"})
         else:
@@ -44,19 +48,33 @@ def test_push_order_and_fallback(tmp_path: Path, model_dir: Path) -> None:
     sync = VLLMWeightSync("http://fake:1", root=tmp_path / "w", model_path=model_dir,
                           transport=httpx.MockTransport(fake))
     sync.push([("w", torch.ones(2, 3))])
-    assert fake.calls == ["/pause?mode=wait", "reload v1", "/reset_prefix_cache", "/resume"]
+    assert fake.calls == ["/pause?mode=wait", "agl_reload_weights v1", "/reset_prefix_cache", "/resume"]
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["v1"]  # no .tmp- left behind
 
     fake.calls.clear()
     fake.fail_reload_of = str(tmp_path / "w" / "v2")
     with pytest.raises(WeightSyncError, match="restored to .*v1"):
         sync.push([("w", torch.full((2, 3), 2.0))])
-    assert fake.calls == ["/pause?mode=wait", "reload v2", "reload v1", "/reset_prefix_cache", "/resume"]
+    assert fake.calls == ["/pause?mode=wait", "agl_reload_weights v2", "agl_reload_weights v1", "/reset_prefix_cache", "/resume"]
     assert sync.last_good == tmp_path / "w" / "v1"
 
     fake.calls.clear()
     sync.push([("w", torch.full((2, 3), 3.0))])  # v3 replaces v1 as the last good folder
     assert sync.last_good == tmp_path / "w" / "v3" and not (tmp_path / "w" / "v1").exists()
+
+
+def test_server_without_our_worker_extension_is_explained(tmp_path: Path, model_dir: Path) -> None:
+    fake = FakeVLLMServer()
+    fake.methods = {"reload_weights"}
+    sync = VLLMWeightSync("http://fake:1", root=tmp_path / "w", model_path=model_dir,
+                          transport=httpx.MockTransport(fake))
+    with pytest.raises(WeightSyncError, match="lacks our worker extension. Fix: start it with VLLMServer"):
+        sync.push([("w", torch.ones(2, 3))])
+    assert fake.calls[-1] == "/resume"  # the server is resumed, not left paused
+    plain = VLLMWeightSync("http://fake:1", root=tmp_path / "p", model_path=model_dir,
+                           transport=httpx.MockTransport(fake), reload_method="reload_weights")
+    plain.push([("w", torch.ones(2, 3))])
+    assert "reload_weights v1" in fake.calls
 
 
 def test_preflight_refuses_bad_weights_without_touching_the_server(tmp_path: Path, model_dir: Path) -> None:

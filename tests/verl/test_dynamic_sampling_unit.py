@@ -1,0 +1,85 @@
+"""verl's `filter_groups` dynamic sampling in the training loop, against a FAKE trainer session (no model): more task
+batches are played until `train_batch_size` groups have episodes with different rewards, at most
+`max_num_gen_batches` per step; surplus informative groups are dropped; the data cursor moves past every batch drawn.
+The real loop runs in test_fit_e2e.py and the calc_x recipe test."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from agentlightning.adapter import AdapterResult
+from agentlightning.types import Triplet
+from agentlightning.verl.algorithm import VerlAlgorithm, _informative_groups, _TaskDraws
+from agentlightning.verl.batch import RolloutSamples
+
+
+class FakeSession:
+    """Plays each task's episodes with the rewards in `task["rewards"]` (one per episode); records what ran."""
+
+    def __init__(self) -> None:
+        self.played: list[list[str]] = []
+        self.store = SimpleNamespace(add_resources=self._add_resources)
+        self.proxy = SimpleNamespace(as_resource=lambda **kw: kw)
+
+    async def _add_resources(self, resources: Any) -> Any:
+        return SimpleNamespace(resources_id="res-1")
+
+    async def run_rollouts(self, tasks: list[Any], mode: str, resources_id: str, config: Any, metadata: list[Any],
+                           progress: Any = None) -> list[Any]:
+        self.played.append(sorted({t["id"] for t in tasks}))
+        seen: dict[str, int] = {}
+        out = []
+        for task in tasks:
+            k = seen[task["id"]] = seen.get(task["id"], -1) + 1
+            out.append(SimpleNamespace(rollout_id=f"{task['id']}-{len(self.played)}-{k}", status="succeeded",
+                                       reward=task["rewards"][k]))
+        return out
+
+    async def collect(self, rollout: Any, data_id: str | None = None) -> AdapterResult:
+        triplet = Triplet(prompt_token_ids=[1], response_token_ids=[2])
+        return AdapterResult(triplets=[triplet], final_reward=rollout.reward, metrics={"calls": 1.0})
+
+
+def _algorithm() -> VerlAlgorithm:
+    algorithm = VerlAlgorithm.__new__(VerlAlgorithm)  # only _rollouts is exercised: no config needed beyond this
+    algorithm.agl = SimpleNamespace(sampling={"temperature": 0.7}, rollout_timeout_s=60)  # type: ignore[assignment]
+    return algorithm
+
+
+def _task(i: int, informative: bool) -> tuple[str, dict[str, Any]]:
+    return f"t{i}", {"id": f"t{i}", "rewards": [1.0, 0.0] if informative else [1.0, 1.0]}
+
+
+def test_refills_until_enough_groups_carry_signal() -> None:
+    data = [_task(0, False), _task(1, True), _task(2, False), _task(3, False), _task(4, True), _task(5, True)]
+    draws = _TaskDraws(lambda train, cursor, count: train[cursor: cursor + count], data, 0, 2, limit=3)
+    session = FakeSession()
+    samples, stats = asyncio.run(_algorithm()._rollouts(session, draws.next(), 2, "train", 0, "policy",
+                                                        refill=draws.next, groups_wanted=2))
+    assert session.played == [["t0", "t1"], ["t2", "t3"], ["t4", "t5"]]  # t1 alone was not enough; then t4
+    assert stats["batch/gen_batches"] == 3 and stats["rollout/count"] == 12 and draws.cursor == 6
+    assert stats["batch/groups_surplus_dropped"] == 1  # t5 was informative too, but 2 groups were wanted
+    assert sorted({s.group_id for s in samples}) == ["t0", "t1", "t2", "t3", "t4"]  # uniform ones: the step drops
+    assert stats["agent/calls"] == 1.0
+
+
+def test_stops_at_max_num_gen_batches_and_without_refill() -> None:
+    data = [_task(i, False) for i in range(10)]
+    draws = _TaskDraws(lambda train, cursor, count: train[cursor: cursor + count], data, 0, 2, limit=2)
+    session = FakeSession()
+    _samples, stats = asyncio.run(_algorithm()._rollouts(session, draws.next(), 2, "train", 0, "policy",
+                                                         refill=draws.next, groups_wanted=2))
+    assert len(session.played) == 2 and stats["batch/gen_batches"] == 2 and draws.cursor == 4
+    session = FakeSession()
+    _samples, stats = asyncio.run(_algorithm()._rollouts(session, data[:2], 2, "val", 0, "policy"))
+    assert len(session.played) == 1 and "batch/gen_batches" not in stats
+
+
+@pytest.mark.parametrize(("rewards", "expected"), [([1.0, 0.0], ["g"]), ([1.0, 1.0], []), ([None, 0.0], [])])
+def test_informative_groups(rewards: list[float | None], expected: list[str]) -> None:
+    samples = [RolloutSamples(f"r{i}", "g", [], r) for i, r in enumerate(rewards)]
+    assert _informative_groups(samples) == expected
