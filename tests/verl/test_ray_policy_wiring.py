@@ -164,7 +164,8 @@ async def test_loop_drives_the_policy_in_verls_order(tmp_path: Path, monkeypatch
     cfg = compose_config("agentlightning", [
         f"agentlightning.output_dir={tmp_path}", "agentlightning.n_runners=0", "trainer.total_training_steps=2",
         "trainer.save_freq=2", "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-        "actor_rollout_ref.rollout.n=2", "data.shuffle=false"])
+        "actor_rollout_ref.rollout.n=2", "data.shuffle=false",
+        "algorithm.filter_groups.enable=false"])  # every group here is uniform by design: no re-sampling
     algorithm = VerlAlgorithm(cfg)
     monkeypatch.setattr(algorithm, "make_policy", lambda train: policy)
     tasks = [{"id": f"t{i}", "q": f"question {i}", "reward": i % 2} for i in range(4)]
