@@ -107,12 +107,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         requests: list[dict[str, Any]] = []
         for rollout in last_step:
             for span in asyncio.run(trainer.store.query_spans(rollout.rollout_id)):
-                if span.name == semconv.LLM_CALL and span.attributes.get("status") == "ok":
+                if span.name == semconv.LLM_CALL and span.status == "ok":
                     recorded = span.attributes["request"]
                     body = {"messages": recorded["messages"], **recorded.get("sampling_params", {})}
                     if recorded.get("tools"):
                         body["tools"] = recorded["tools"]
                     requests.append(body)
+        if not requests:
+            raise SystemExit(f"no successful model calls were recorded for step {args.steps}; nothing to replay. "
+                             "Fix: check the runner logs under the output folder")
         concurrency = int(agl.n_runners) * int(agl.runner_concurrency)
         raw_s, raw_tokens = asyncio.run(_replay(policy.base_urls()[0], policy.served_model, requests, concurrency))
     finally:

@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:  # one INFO line per HTTP request (the proxy's upstream and store calls) drowns the log
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(modules[args.command].run(args) or 0)  # type: ignore[attr-defined]
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
 """The real path: one vLLM server (session fixture) on the default model, behind the LLM proxy.
 
 Checks exact token IDs (against the HF tokenizer and HF greedy generation), the clients agents actually use
-(openai, LangChain ChatOpenAI, LiteLLM) through a ProxyLLM URL, tool calls (hermes parser), streaming, and replica
-failover through killable TCP forwarders in front of the same vLLM.
+(openai, LangChain ChatOpenAI, LiteLLM) through a ProxyLLM URL, tool calls (hermes parser), streaming, replica
+failover through killable TCP forwarders in front of the same vLLM (down to "all replicas dead"), and a second real
+replica started with `agl vllm serve` and SIGKILLed mid-run.
 """
 
 from __future__ import annotations
@@ -328,3 +329,64 @@ async def test_agl_proxy_process_records_into_a_store_server(vllm_server: Any) -
         proc.terminate()
         proc.wait(30)
         await server.stop()
+
+
+@pytest.mark.slow
+async def test_agl_vllm_serve_replica_killed_mid_run(vllm_server: Any, store: InMemoryLightningStore,
+                                                     attempted: AttemptedRollout, tmp_path: Any) -> None:
+    """Two real replicas: the session server and a second vLLM started by `agl vllm serve MODEL [vLLM flags]` (flags
+    passed through, loopback by default). Both serve calls through the proxy; SIGKILL of the second's whole process
+    tree mid-run: in-flight and later calls finish on the first, and every success is recorded with token IDs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agentlightning.serving import find_free_port
+
+    port = find_free_port()
+    log = (tmp_path / "replica.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "vllm", "serve", vllm_server.model,
+                             "--port", str(port), "--served-model-name", SERVED_NAME, "--max-model-len", "1024"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    second = f"http://127.0.0.1:{port}/v1"
+    proxy = LLMProxy([vllm_server.base_url, second], store, num_retries=2)
+    try:
+        deadline = time.monotonic() + 300
+        async with httpx.AsyncClient(timeout=120, trust_env=False) as client:
+            while (await _health(client, port)) != 200:
+                assert proc.poll() is None, (tmp_path / "replica.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "agl vllm serve did not become healthy within 300 s"
+                await asyncio.sleep(1)
+            await proxy.start()
+            url = proxy.as_resource(model=SERVED_NAME).with_attempted_rollout(attempted).endpoint + "/chat/completions"
+            body = {"model": SERVED_NAME, "messages": MESSAGES, "max_tokens": 16, "temperature": 0}
+
+            async def call() -> int:
+                return (await client.post(url, json=body)).status_code
+
+            assert await asyncio.gather(*[call() for _ in range(4)]) == [200] * 4  # balanced over both replicas
+            wave = [asyncio.create_task(call()) for _ in range(6)]
+            await asyncio.sleep(0.3)  # in flight on both
+            os.killpg(proc.pid, signal.SIGKILL)
+            statuses = await asyncio.gather(*wave, *[call() for _ in range(4)])
+        assert statuses == [200] * 10
+        spans = await _spans(store, attempted)
+        ok = [s for s in spans if s.status == "ok"]
+        assert len(ok) == 14 and all(s.attributes["response_token_ids"] for s in ok)
+        assert {s.attributes["backend"] for s in ok[:4]} == {vllm_server.base_url.removesuffix("/v1"),
+                                                             second.removesuffix("/v1")}
+    finally:
+        await proxy.stop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()
+
+
+async def _health(client: httpx.AsyncClient, port: int) -> int:
+    try:
+        return (await client.get(f"http://127.0.0.1:{port}/health")).status_code
+    except httpx.HTTPError:
+        return 0
