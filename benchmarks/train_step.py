@@ -9,8 +9,11 @@ warm-up; the split is reported over steps 2.. when there are any.
 
 Raw-vLLM baseline: after training, the same vLLM server (now holding the trained weights) answers the chat requests
 the last step's episodes made (recorded by the proxy: same messages, tools and sampling parameters — token IDs and
-logprobs included — with as many requests in flight as the runners allowed), straight from an asyncio client. Its
-answers differ from the episodes' (sampling), so the comparison is tokens/s, not seconds. The printed ratio is
+logprobs included), straight from an asyncio client: each episode's turns in order, as many episodes in flight as the
+runners allowed — the agent's dependency structure without the runtime, the tool calls and the agent's own code.
+(Firing all requests at once instead would overstate raw vLLM: turn k+1 of an episode cannot start before turn k.)
+Its answers differ from the episodes' (sampling), so the comparison is tokens/s, not seconds. With
+`algorithm.filter_groups` a step may play several task batches one after another; the replay sends them together. The printed ratio is
 rollout tokens/s ÷ raw tokens/s (target ≥ 0.8). The weight sync target is ≤ 10% of the step.
 
 Run: .venv/bin/python benchmarks/train_step.py --steps 3 [--config calc_x] [--tasks-per-step 4 --n 4]
@@ -42,22 +45,25 @@ def _load_agent(spec: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-async def _replay(url: str, model: str, requests: list[dict[str, Any]], concurrency: int) -> tuple[float, int]:
-    """Send `requests` straight to vLLM, `concurrency` at a time; returns (seconds, completion tokens)."""
+async def _replay(url: str, model: str, episodes: list[list[dict[str, Any]]], concurrency: int) -> tuple[float, int]:
+    """Send each episode's recorded requests straight to vLLM, in turn order (turn k+1 after turn k, as the agent
+    did), up to `concurrency` episodes at a time; returns (seconds, completion tokens). This is the agent's own
+    dependency structure without the runtime (runners, store, proxy, tools)."""
     import httpx
 
     gate, tokens = asyncio.Semaphore(concurrency), 0
 
-    async def one(http: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    async def one(http: httpx.AsyncClient, turns: list[dict[str, Any]]) -> None:
         nonlocal tokens
         async with gate:
-            response = await http.post(f"{url}/chat/completions", json={**body, "model": model})
-            response.raise_for_status()
-            tokens += response.json()["usage"]["completion_tokens"]
+            for body in turns:
+                response = await http.post(f"{url}/chat/completions", json={**body, "model": model})
+                response.raise_for_status()
+                tokens += response.json()["usage"]["completion_tokens"]
 
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=600, trust_env=False) as http:
-        await asyncio.gather(*(one(http, body) for body in requests))
+        await asyncio.gather(*(one(http, turns) for turns in episodes))
     return time.perf_counter() - started, tokens
 
 
@@ -104,8 +110,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         last = asyncio.run(trainer.store.query_rollouts())
         last_step = [r for r in last if r.metadata.get("policy_version") == args.steps - 1]
-        requests: list[dict[str, Any]] = []
+        episodes: list[list[dict[str, Any]]] = []
         for rollout in last_step:
+            requests: list[dict[str, Any]] = []
+            episodes.append(requests)
             for span in asyncio.run(trainer.store.query_spans(rollout.rollout_id)):
                 if span.name == semconv.LLM_CALL and span.status == "ok":
                     recorded = span.attributes["request"]
@@ -113,11 +121,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     if recorded.get("tools"):
                         body["tools"] = recorded["tools"]
                     requests.append(body)
-        if not requests:
+        if not any(episodes):
             raise SystemExit(f"no successful model calls were recorded for step {args.steps}; nothing to replay. "
                              "Fix: check the runner logs under the output folder")
         concurrency = int(agl.n_runners) * int(agl.runner_concurrency)
-        raw_s, raw_tokens = asyncio.run(_replay(policy.base_urls()[0], policy.served_model, requests, concurrency))
+        raw_s, raw_tokens = asyncio.run(_replay(policy.base_urls()[0], policy.served_model, episodes, concurrency))
     finally:
         policy.real_close()
 
@@ -132,9 +140,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"mean step {step:.2f} s; output in {out}")
     for part, seconds in split.items():
         print(f"  {part:<12} {seconds:7.2f} s  {seconds / step:6.1%}")
-    print(f"rollout generation (last step): {rollout_tps:.1f} tokens/s; the same {len(requests)} requests sent "
-          f"straight to vLLM at concurrency {concurrency}: {raw_tps:.1f} tokens/s; ratio {rollout_tps / raw_tps:.3f} "
-          "(target >= 0.80)")
+    print(f"rollout generation (last step): {rollout_tps:.1f} tokens/s; the same {sum(map(len, episodes))} requests "
+          f"of {len(episodes)} episodes sent straight to vLLM (turns in order, {concurrency} episodes at a time): "
+          f"{raw_tps:.1f} tokens/s; ratio {rollout_tps / raw_tps:.3f} (target >= 0.80)")
     print(f"weight sync fraction {split['weight_sync'] / step:.3f} (target <= 0.10)")
     return {"step_s": step, **{f"{k}_fraction": v / step for k, v in split.items()},
             "rollout_vs_raw": rollout_tps / raw_tps}
