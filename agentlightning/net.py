@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["advertised_host", "is_loopback"]
+__all__ = ["advertised_host", "http_url", "is_loopback"]
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -32,3 +32,9 @@ def advertised_host(host: str) -> str:
             return str(sock.getsockname()[0])
     except OSError:
         return socket.gethostbyname(socket.gethostname())
+
+
+def http_url(host: str, port: int | None) -> str:
+    """`http://host:port` as others reach it: the advertised host (see `advertised_host`), IPv6 in brackets."""
+    host = advertised_host(host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -4,9 +4,9 @@ Where this sits: store (served over HTTP) → **runner pool** → agent → prox
 
 - `backend="process"`: each worker is a fresh `python -m agentlightning.runner_pool` process that talks to the store
   over HTTP. As with multiprocessing, a script that defines its agent needs the usual `if __name__ == "__main__":`
-  guard (the worker loads it as `__mp_main__`). The agent (with the trainer's `Tracer`, if
-  any) travels as a cloudpickle file; the agent's own modules are first loaded from their files in the worker
-  (`preload_user_modules`). Each worker logs to `<log_dir>/<worker_id>.log`.
+  guard (the worker loads it as `__mp_main__`). The agent (with the trainer's `Tracer`, if any, and the
+  `RunnerConfig`) travels as a cloudpickle file; the agent's own modules are first loaded from their files in the
+  worker (`preload_user_modules`). Each worker logs to `<log_dir>/<worker_id>.log`.
 - `backend="ray"`: each worker is a Ray actor, so runners can live on any node of a Ray cluster (serve the store on
   an address those nodes reach, with a token).
 
@@ -117,7 +117,7 @@ class RunnerPool:
         self.crash_window_seconds, self.max_quick_crashes = crash_window_seconds, max_quick_crashes
         self._own_log_dir = log_dir is None  # a temp folder we remove after a clean stop
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="agl-runners-"))
-        self._agent_bytes = cloudpickle.dumps((agent, tracer))  # the worker rebuilds both
+        self._agent_bytes = cloudpickle.dumps((agent, tracer, self.config))  # what a worker rebuilds
         self._preload = _user_modules(agent)
         self._procs: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
         self._actors: list[Any] = []
@@ -135,9 +135,7 @@ class RunnerPool:
         if self.token:
             env["AGL_STORE_TOKEN"] = self.token
         cmd = [sys.executable, "-m", "agentlightning.runner_pool", "--agent-file", str(self._agent_file),
-               "--store", self.store_url, "--worker-id", worker_id, "--poll-seconds", str(self.config.poll_seconds),
-               "--heartbeat-seconds", str(self.config.heartbeat_seconds),
-               "--max-concurrency", str(self.config.max_concurrency),
+               "--store", self.store_url, "--worker-id", worker_id,
                "--log-level", str(logging.getLogger().getEffectiveLevel())]
         for name, path in self._preload:
             cmd += ["--preload", f"{name}={path}"]
@@ -225,7 +223,7 @@ class RunnerPool:
         actor_cls = ray.remote(num_cpus=0, max_concurrency=2)(_RayRunner)
         self._actors = [actor_cls.remote() for _ in range(self.n_runners)]
         self._ray_runs = [a.run.remote(self._agent_bytes, self._preload, self.store_url, self.token,
-                                       f"ray-runner-{i}", self.config) for i, a in enumerate(self._actors)]
+                                       f"ray-runner-{i}") for i, a in enumerate(self._actors)]
         logger.info("started %d Ray runner actors against %s", self.n_runners, self.store_url)
 
     def _stop_ray(self, timeout: float) -> None:
@@ -264,9 +262,9 @@ class _RayRunner:
         self._stop = threading.Event()
 
     def run(self, agent_bytes: bytes, preload: list[tuple[str, str]], store_url: str, token: str | None,
-            worker_id: str, config: RunnerConfig) -> int:
+            worker_id: str) -> int:
         preload_user_modules(preload)
-        agent, tracer = cloudpickle.loads(agent_bytes)
+        agent, tracer, config = cloudpickle.loads(agent_bytes)
 
         async def main() -> int:
             stop = asyncio.Event()
@@ -287,18 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent-file", required=True)
     parser.add_argument("--store", required=True)
     parser.add_argument("--worker-id", required=True)
-    parser.add_argument("--poll-seconds", type=float, default=0.2)
-    parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
-    parser.add_argument("--max-concurrency", type=int, default=1, help="rollouts this worker runs at once")
     parser.add_argument("--log-level", type=int, default=logging.INFO)
     parser.add_argument("--preload", action="append", default=[], help="NAME=FILE of the agent's own modules")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s {args.worker_id} %(levelname)s %(name)s: %(message)s")
     preload_user_modules([tuple(item.split("=", 1)) for item in args.preload])  # type: ignore[misc]
-    agent, tracer = cloudpickle.loads(Path(args.agent_file).read_bytes())
-    config = RunnerConfig(poll_seconds=args.poll_seconds, heartbeat_seconds=args.heartbeat_seconds,
-                          max_concurrency=args.max_concurrency)
+    agent, tracer, config = cloudpickle.loads(Path(args.agent_file).read_bytes())
 
     async def run() -> int:
         stop = asyncio.Event()

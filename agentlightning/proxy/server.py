@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from agentlightning.net import advertised_host
+from agentlightning.net import http_url
 from agentlightning.proxy.app import ProxyHTTPError, build_app
 from agentlightning.proxy.backends import BackendPool
 from agentlightning.store.base import LightningStore
@@ -89,8 +89,7 @@ class LLMProxy:
     @property
     def url(self) -> str:
         """`http://host:port` of the proxy (known once started)."""
-        host = advertised_host(self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     @property
     def base_url(self) -> str:

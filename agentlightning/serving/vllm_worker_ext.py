@@ -12,7 +12,8 @@ with the *old* output matrix. The trainer's and vLLM's log-probs of the same tok
 to 1e-5; re-processing the head after the reload restores an exact match (< 1e-4).
 
 `agl_reload_weights(weights_path)` = the worker's own `reload_weights`, then `process_weights_after_loading` once
-more on every vocab embedding/LM-head layer (on GPU this method does nothing, so the extension is harmless there).
+more on the LM head(s) only — the reload already re-processed every layer it loaded (on GPU the method does nothing
+for embeddings, so the extension is harmless there).
 `VLLMServer` passes `--worker-extension-cls agentlightning.serving.vllm_worker_ext.WeightReloadExtension` (unless a
 worker extension is already given), and `VLLMWeightSync` calls `agl_reload_weights` through `/collective_rpc`.
 """
@@ -21,24 +22,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EXTENSION_QUALNAME", "RELOAD_METHOD", "WeightReloadExtension", "refresh_embedding_layers"]
+__all__ = ["EXTENSION_QUALNAME", "RELOAD_METHOD", "WeightReloadExtension", "refresh_lm_heads"]
 
 EXTENSION_QUALNAME = "agentlightning.serving.vllm_worker_ext.WeightReloadExtension"
 RELOAD_METHOD = "agl_reload_weights"
 
 
-def refresh_embedding_layers(model: Any) -> int:
-    """Re-run `process_weights_after_loading` on every vocab embedding / LM-head layer of `model` (the weights are
-    already in place; this rebuilds kernel-side copies such as the CPU oneDNN handle). Returns how many layers."""
-    from vllm.model_executor.layers.vocab_parallel_embedding import (
-        UnquantizedEmbeddingMethod,
-        VocabParallelEmbedding,
-    )
+def refresh_lm_heads(model: Any) -> int:
+    """Re-run `process_weights_after_loading` on `model`'s unquantized LM head(s) (the weights are already in place;
+    this rebuilds kernel-side copies such as the CPU oneDNN handle). Returns how many layers."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, UnquantizedEmbeddingMethod
 
     count = 0
     for module in model.modules():
         method = getattr(module, "quant_method", None)
-        if isinstance(module, VocabParallelEmbedding) and isinstance(method, UnquantizedEmbeddingMethod):
+        if isinstance(module, ParallelLMHead) and isinstance(method, UnquantizedEmbeddingMethod):
             method.process_weights_after_loading(module)
             count += 1
     return count
@@ -48,7 +46,7 @@ class WeightReloadExtension:
     """Mixed into vLLM's worker class by `--worker-extension-cls` (see the module docstring)."""
 
     def agl_reload_weights(self, weights_path: str) -> int:
-        """Reload all weights from the HF folder `weights_path`, then refresh the embedding/LM-head kernels.
+        """Reload all weights from the HF folder `weights_path`, then refresh the LM head's kernel copy.
         Returns the number of refreshed layers (for the caller's log)."""
         self.reload_weights(weights_path=weights_path, is_checkpoint_format=True)  # type: ignore[attr-defined]
-        return refresh_embedding_layers(self.model_runner.get_model())  # type: ignore[attr-defined]
+        return refresh_lm_heads(self.model_runner.get_model())  # type: ignore[attr-defined]

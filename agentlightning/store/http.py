@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from agentlightning.net import advertised_host
+from agentlightning.net import http_url
 from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, RolloutRequest, StoreError
 from agentlightning.types import (
     Attempt,
@@ -219,8 +219,7 @@ class LightningStoreServer:
 
     @property
     def url(self) -> str:
-        host = advertised_host(self.host)
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     async def _sweeper(self) -> None:
         while True:

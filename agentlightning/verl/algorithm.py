@@ -42,7 +42,7 @@ from agentlightning.verl.config import AgentLightningConfig, compose_config, val
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
 from agentlightning.verl.policy import CPUPolicy, Policy
 
-__all__ = ["VerlAlgorithm", "hf_model_folder", "latest_checkpoint", "trainer_from_config"]
+__all__ = ["VerlAlgorithm", "hf_model_folder", "latest_checkpoint", "serve_checkpoint", "trainer_from_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,17 @@ def hf_model_folder(path: Path) -> Path:
                                 f"--backend fsdp --local_dir {path.parent} --target_dir {path}")
     raise FileNotFoundError(f"{path} is not an HF model folder (config.json + *.safetensors), a global_step_N "
                             "checkpoint or a training output folder. Fix: pass one of those, e.g. outputs/calc_x/cpu")
+
+
+def serve_checkpoint(checkpoint: str, extra_args: Sequence[str] = (), startup_timeout: float = 600) -> Any:
+    """A `VLLMServer` (not started; use it as a context manager) serving `checkpoint` as `policy`: "default" (the
+    embedded default model) or anything `hf_model_folder` accepts, whose FileNotFoundError it raises unchanged."""
+    from agentlightning.models import default_model_path
+    from agentlightning.serving import VLLMServer
+    from agentlightning.verl.policy import SERVED_NAME
+
+    path = default_model_path() if checkpoint == "default" else hf_model_folder(Path(checkpoint))
+    return VLLMServer(path, served_model_name=SERVED_NAME, startup_timeout=startup_timeout, extra_args=extra_args)
 
 
 class VerlAlgorithm:

@@ -91,17 +91,17 @@ def write_weights_atomically(tensors: Iterable[tuple[str, torch.Tensor]], folder
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     state: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    sources: list[torch.Tensor] = []  # kept alive so that a freed tensor's address cannot be reused and match `seen`
+    # storage address -> tensor; holding the tensor keeps its address from being reused by a later one
+    written: dict[int, torch.Tensor] = {}
     for name, tensor in tensors:
         t = tensor.detach()
         if hasattr(t, "full_tensor"):
             t = t.full_tensor()
         t = t.to("cpu")
-        if t.untyped_storage().data_ptr() in seen:
+        address = t.untyped_storage().data_ptr()
+        if address in written:
             continue
-        seen.add(t.untyped_storage().data_ptr())
-        sources.append(t)
+        written[address] = t
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         state[name] = t.contiguous()

@@ -73,13 +73,9 @@ def run_evaluation(llm: LLM, tasks: list[dict[str, Any]], store: LightningStore,
 def _llm_server(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
     if args.checkpoint is None:
         return contextlib.nullcontext()
-    from agentlightning.models import default_model_path
-    from agentlightning.serving import VLLMServer
-    from agentlightning.verl.algorithm import hf_model_folder
+    from agentlightning.verl.algorithm import serve_checkpoint
 
-    path = default_model_path() if args.checkpoint == "default" else hf_model_folder(Path(args.checkpoint))
-    return VLLMServer(path, served_model_name="policy", startup_timeout=600,
-                      extra_args=["--max-model-len", "2048", *TOOL_PARSER_ARGS])
+    return serve_checkpoint(args.checkpoint, ["--max-model-len", "2048", *TOOL_PARSER_ARGS])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

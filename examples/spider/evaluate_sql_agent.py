@@ -108,16 +108,12 @@ def run_evaluation(llm: LLM, split: str = "dev", data_dir: str | Path | None = N
 def _llm_server(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
     if args.checkpoint is None:
         return contextlib.nullcontext()
-    from agentlightning.models import default_model_path
-    from agentlightning.serving import VLLMServer
-    from agentlightning.verl.algorithm import hf_model_folder
+    from agentlightning.verl.algorithm import serve_checkpoint
 
     try:
-        path = default_model_path() if args.checkpoint == "default" else hf_model_folder(Path(args.checkpoint))
+        return serve_checkpoint(args.checkpoint, ["--max-model-len", str(args.max_model_len)])
     except FileNotFoundError as exc:
         raise SystemExit(f"error: --checkpoint {args.checkpoint}: {exc}") from None
-    return VLLMServer(path, served_model_name="policy", startup_timeout=600,
-                      extra_args=["--max-model-len", str(args.max_model_len)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
