@@ -6,10 +6,11 @@ names, and calls the agent with the task. The agent only needs an OpenAI-compati
 LangGraph, LiteLLM or MCP-based tools work unchanged and every call is recorded with its token IDs.
 
     from agentlightning import LLM, rollout
+    from agentlightning.clients import async_openai
 
     @rollout
     async def solve(task: dict, llm: LLM) -> float:
-        client = openai.AsyncOpenAI(base_url=llm.get_base_url(), api_key="none")
+        client = async_openai(llm)  # = openai.AsyncOpenAI(base_url=llm.get_base_url(), ...) on a shared pool
         answer = await client.chat.completions.create(model=llm.model, messages=[...])
         return 1.0 if check(answer, task) else 0.0        # or call emit_reward(...) yourself and return None
 

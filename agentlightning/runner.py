@@ -2,7 +2,8 @@
 
 Where this sits: task → store → **runner** → agent → proxy → vLLM → spans. One worker loop:
 
-    dequeue_rollout → attempt `running` → resources (by the rollout's resources_id, else the latest)
+    dequeue_rollout (a long poll: the store answers as soon as a rollout is queued, or after `poll_seconds`)
+      → attempt `running` → resources (by the rollout's resources_id, else the latest)
       → agent.run(...) inside tracer.trace_attempt, heartbeating every `heartbeat_seconds`
       → reward returned? emit_reward → attempt `succeeded`
       → exception? emit_exception + attempt `failed` with the traceback in its metadata
@@ -35,13 +36,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """poll_seconds: wait between empty dequeues; heartbeat_seconds: liveness ping while an agent runs;
-    exit_when_idle_seconds: leave the loop after this long with nothing queued (None: run until stopped);
+    """poll_seconds: how long one dequeue waits in the store for a rollout to be queued (a long poll, so a new
+    rollout is claimed at once; a stopping worker waits for its pending dequeue, so this bounds the stop too);
+    heartbeat_seconds: liveness ping while an agent runs (keep it well below the rollouts' `unresponsive_seconds`;
+    the trainer's default is 60); exit_when_idle_seconds: leave the loop after this long with nothing queued (None: run until stopped);
     max_concurrency: rollouts one worker runs at the same time (vLLM batches concurrent requests: on a 2-core CPU,
-    8 concurrent requests gave 4.6x the tokens/s of one)."""
+    8 concurrent requests gave 4.6x the tokens/s of one).
 
-    poll_seconds: float = 0.2
-    heartbeat_seconds: float = 2.0
+    Why long polls and sparse heartbeats: on a CPU machine the runners share cores with vLLM, and every store request
+    costs CPU in the runner and in the trainer's store server. Polling every 0.2 s and beating every 2 s per rollout
+    were ~150 requests per calc_x rollout phase; measured there, other processes' CPU use slows vLLM's generation by
+    about twice its own share of the cores (its OpenMP threads wait for a preempted one)."""
+
+    poll_seconds: float = 2.0
+    heartbeat_seconds: float = 10.0
     exit_when_idle_seconds: float | None = None
     max_concurrency: int = 1
 
@@ -55,6 +63,11 @@ class RunnerConfig:
 
 
 async def _heartbeat(store: LightningStore, rollout: AttemptedRollout, every: float) -> None:
+    limit = rollout.config.unresponsive_seconds
+    if limit is not None and every >= limit:
+        logger.warning("rollout %s: heartbeat_seconds=%s is not below its unresponsive_seconds=%s, so a healthy "
+                       "attempt longer than that is marked unresponsive. Fix: RunnerConfig(heartbeat_seconds=%s) "
+                       "or a larger RolloutConfig.unresponsive_seconds", rollout.rollout_id, every, limit, limit / 4)
     while True:
         await asyncio.sleep(every)
         with contextlib.suppress(Exception):
@@ -136,23 +149,29 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
     running: set[asyncio.Task[str]] = set()
     idle_since = time.monotonic()
     stopper = asyncio.create_task(stop.wait())
+    # one dequeue in flight at a time, while there is room; it waits in the store (long poll) unless this loop is to
+    # exit when idle sooner than that
+    wait = config.poll_seconds if config.exit_when_idle_seconds is None else \
+        min(config.poll_seconds, config.exit_when_idle_seconds)
+    claim: asyncio.Task[AttemptedRollout | None] | None = None
     try:
         while not stop.is_set():
-            while len(running) < config.max_concurrency and not stop.is_set():
-                rollout = await store.dequeue_rollout(worker_id)
-                if rollout is None:
-                    break
-                running.add(asyncio.create_task(run_rollout(store, agent, rollout, tracer, config, cache)))
-            if not running:
-                if config.exit_when_idle_seconds is not None and time.monotonic() - idle_since > \
-                        config.exit_when_idle_seconds:
-                    break
-                await asyncio.wait({stopper}, timeout=config.poll_seconds)
-                continue
-            # wait for a rollout to finish, a stop, or (when there is room for more) the next poll
-            timeout = None if len(running) >= config.max_concurrency else config.poll_seconds
-            done, _ = await asyncio.wait({*running, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for task in done - {stopper}:
+            if claim is None and len(running) < config.max_concurrency:
+                claim = asyncio.create_task(store.dequeue_rollout(worker_id, wait_seconds=wait))
+            waiting: set[asyncio.Future[Any]] = {*running, stopper, *([claim] if claim is not None else [])}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if claim is not None and claim in done:
+                rollout, claim = claim.result(), None
+                if rollout is not None:
+                    running.add(asyncio.create_task(run_rollout(store, agent, rollout, tracer, config, cache)))
+                    idle_since = time.monotonic()
+                elif not running:
+                    if config.exit_when_idle_seconds is not None and time.monotonic() - idle_since >= \
+                            config.exit_when_idle_seconds:
+                        break
+                    if wait < config.poll_seconds:  # a short dequeue came back empty: do not spin
+                        await asyncio.wait({stopper}, timeout=config.poll_seconds)
+            for task in done & running:
                 running.discard(task)
                 task.result()
                 count += 1
@@ -164,4 +183,17 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
         for task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if claim is not None:  # let the pending dequeue answer (<= wait s), and give back what it claimed
+            await _give_back(store, claim)
     return count
+
+
+async def _give_back(store: LightningStore, claim: asyncio.Task[AttemptedRollout | None]) -> None:
+    try:
+        rollout = await asyncio.shield(claim)
+    except BaseException:  # noqa: BLE001 - cancelled or the store went away: nothing was claimed for us
+        return
+    if rollout is not None:
+        with contextlib.suppress(Exception):
+            await store.update_rollout(rollout.rollout_id, status="requeuing",
+                                       metadata={"requeued_by": "runner shutdown"})

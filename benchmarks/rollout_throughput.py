@@ -23,6 +23,7 @@ import httpx
 
 from agentlightning import semconv
 from agentlightning.agent import rollout
+from agentlightning.clients import shared_async_http_client
 from agentlightning.runner import RunnerConfig
 from agentlightning.store import InMemoryLightningStore
 from agentlightning.trainer import Trainer
@@ -40,10 +41,9 @@ def request_body(model: str, question: str, max_tokens: int) -> dict[str, Any]:
 
 @rollout
 async def one_call_agent(task: dict[str, Any], llm: LLM) -> float:
-    async with httpx.AsyncClient(timeout=600) as http:
-        body = request_body(llm.model, task["question"], llm.sampling_parameters["max_tokens"])
-        response = await http.post(f"{llm.get_base_url()}/chat/completions", json=body)
-        response.raise_for_status()
+    body = request_body(llm.model, task["question"], llm.sampling_parameters["max_tokens"])
+    response = await shared_async_http_client().post(f"{llm.get_base_url()}/chat/completions", json=body, timeout=600)
+    response.raise_for_status()
     return 1.0
 
 

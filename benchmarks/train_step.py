@@ -8,15 +8,22 @@ platform). The trainer is built by `trainer_from_config`, exactly as `train_calc
 warm-up; the split is reported over steps 2.. when there are any.
 
 Raw-vLLM baseline: after training, the same vLLM server (now holding the trained weights) answers the chat requests
-the last step's episodes made (recorded by the proxy: same messages, tools and sampling parameters — token IDs and
-logprobs included), straight from an asyncio client: each episode's turns in order, as many episodes in flight as the
-runners allowed — the agent's dependency structure without the runtime, the tool calls and the agent's own code.
-(Firing all requests at once instead would overstate raw vLLM: turn k+1 of an episode cannot start before turn k.)
-Its answers differ from the episodes' (sampling), so the comparison is tokens/s, not seconds. With
-`algorithm.filter_groups` a step may play several task batches one after another; the replay sends them together. The printed ratio is
-rollout tokens/s ÷ raw tokens/s (target ≥ 0.8). The weight sync target is ≤ 10% of the step.
+the measured steps' episodes made (recorded by the proxy: same messages, tools and sampling parameters, logprobs
+included), straight from an asyncio client, one rollout phase after another (a step with `algorithm.filter_groups`
+plays up to `max_num_gen_batches` phases): each episode's turns in order, as many episodes in flight as the runners
+allowed — the agent's dependency structure without the runtime, the tool calls and the agent's own code. (Firing all
+requests at once would overstate raw vLLM: turn k+1 of an episode cannot start before turn k.) Each request generates
+exactly as many tokens as the episode's reply had (`max_tokens` = its length, `ignore_eos`), and vLLM's prefix cache
+is emptied before each phase, as the weight sync before each rollout phase empties it — the same work from the same
+state. The printed ratio is rollout tokens/s ÷ raw tokens/s over all measured phases (target ≥ 0.8). The weight sync
+target is ≤ 10% of the step.
 
-Run: .venv/bin/python benchmarks/train_step.py --steps 3 [--config calc_x] [--tasks-per-step 4 --n 4]
+What moves the ratio on a small CPU machine: vLLM's OpenMP threads wait for each other, so CPU taken by other
+processes (runners, agent tools, the store and proxy) costs generation about twice its own share (measured: two
+processes using a quarter core each cut vLLM's tokens/s by 28% on 2 cores). One 16-episode phase lasts ~6-10 s, so a
+single phase's ratio also swings with sampling (one long reply is a long tail): measure several steps.
+
+Run: .venv/bin/python benchmarks/train_step.py --steps 3 [--config calc_x] [--tasks-per-step 4 --n 8]
      [--overrides key=value ...]
 Needs the machine's single vLLM slot (it starts one server) and ~10 GB of RAM.
 """
@@ -61,8 +68,12 @@ async def _replay(url: str, model: str, episodes: list[list[dict[str, Any]]], co
                 response.raise_for_status()
                 tokens += response.json()["usage"]["completion_tokens"]
 
-    started = time.perf_counter()
     async with httpx.AsyncClient(timeout=600, trust_env=False) as http:
+        # the rollout ran right after a weight sync, which empties vLLM's prefix cache; without this reset the replay
+        # would find every prompt it sends (the rollout's own) already cached and skip their prefill
+        root = url.rstrip("/").removesuffix("/v1")
+        (await http.post(f"{root}/reset_prefix_cache")).raise_for_status()
+        started = time.perf_counter()
         await asyncio.gather(*(one(http, turns) for turns in episodes))
     return time.perf_counter() - started, tokens
 
@@ -72,11 +83,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--config", default="calc_x", help="a config in configs/ naming an agent and train data")
     parser.add_argument("--tasks-per-step", type=int, default=4)
-    parser.add_argument("--n", type=int, default=4, help="rollouts per task (GRPO group size)")
+    parser.add_argument("--n", type=int, default=8, help="rollouts per task (GRPO group size; 8 as in `make demo`)")
     parser.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args(argv)
 
-    from agentlightning import semconv
     from agentlightning.verl.__main__ import load_tasks
     from agentlightning.verl.algorithm import trainer_from_config
     from agentlightning.verl.config import compose_config, register_resolvers
@@ -107,45 +117,65 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     algorithm.make_policy = keep  # type: ignore[method-assign]
     history = trainer.fit(_load_agent(str(agl.agent)), tasks, None)
     policy = policies[0]
+    measured = history[1:] or history
     try:
-        last = asyncio.run(trainer.store.query_rollouts())
-        last_step = [r for r in last if r.metadata.get("policy_version") == args.steps - 1]
-        episodes: list[list[dict[str, Any]]] = []
-        for rollout in last_step:
-            requests: list[dict[str, Any]] = []
-            episodes.append(requests)
-            for span in asyncio.run(trainer.store.query_spans(rollout.rollout_id)):
-                if span.name == semconv.LLM_CALL and span.status == "ok":
-                    recorded = span.attributes["request"]
-                    body = {"messages": recorded["messages"], **recorded.get("sampling_params", {})}
-                    if recorded.get("tools"):
-                        body["tools"] = recorded["tools"]
-                    requests.append(body)
-        if not any(episodes):
-            raise SystemExit(f"no successful model calls were recorded for step {args.steps}; nothing to replay. "
+        phases = asyncio.run(_recorded_phases(trainer.store, {int(h["step"]) - 1 for h in measured}))
+        if not phases:
+            raise SystemExit("no successful model calls were recorded in the measured steps; nothing to replay. "
                              "Fix: check the runner logs under the output folder")
         concurrency = int(agl.n_runners) * int(agl.runner_concurrency)
-        raw_s, raw_tokens = asyncio.run(_replay(policy.base_urls()[0], policy.served_model, episodes, concurrency))
+        replays = [asyncio.run(_replay(policy.base_urls()[0], policy.served_model, episodes, concurrency))
+                   for episodes in phases.values()]
     finally:
         policy.real_close()
 
-    measured = history[1:] or history
     step = sum(h["timing_s/step"] for h in measured) / len(measured)
     split = {p: sum(h[f"timing_s/{p}"] for h in measured) / len(measured) for p in PARTS}
     split["other"] = step - sum(split.values())
-    rollout_tps = history[-1]["rollout/completion_tokens"] / history[-1]["timing_s/rollout"]
-    raw_tps = raw_tokens / raw_s
+    rollout_s = sum(h["timing_s/rollout"] for h in measured)
+    rollout_tps = sum(b["max_tokens"] for episodes in phases.values() for e in episodes for b in e) / rollout_s
+    raw_tps = sum(tokens for _, tokens in replays) / sum(seconds for seconds, _ in replays)
     print(f"\nsteps measured: {[int(h['step']) for h in measured]} (of {len(history)}); "
           f"samples/step {sum(h['batch/num_samples'] for h in measured) / len(measured):.1f}; "
           f"mean step {step:.2f} s; output in {out}")
     for part, seconds in split.items():
         print(f"  {part:<12} {seconds:7.2f} s  {seconds / step:6.1%}")
-    print(f"rollout generation (last step): {rollout_tps:.1f} tokens/s; the same {sum(map(len, episodes))} requests "
-          f"of {len(episodes)} episodes sent straight to vLLM (turns in order, {concurrency} episodes at a time): "
-          f"{raw_tps:.1f} tokens/s; ratio {rollout_tps / raw_tps:.3f} (target >= 0.80)")
+    print(f"rollout generation: {rollout_tps:.1f} tokens/s over {rollout_s:.1f} s of rollout phases; the same "
+          f"{sum(map(len, sum(phases.values(), [])))} requests replayed straight to vLLM, phase by phase (turns in "
+          f"order, {concurrency} episodes at a time, same reply lengths): {raw_tps:.1f} tokens/s; "
+          f"ratio {rollout_tps / raw_tps:.3f} (target >= 0.80)")
+    per_phase = [f"step {v + 1} batch {b}: {s_:.1f} s raw" for (v, b), (s_, _) in zip(phases, replays, strict=True)]
+    print(f"  replayed phases: {'; '.join(per_phase)}")
     print(f"weight sync fraction {split['weight_sync'] / step:.3f} (target <= 0.10)")
     return {"step_s": step, **{f"{k}_fraction": v / step for k, v in split.items()},
             "rollout_vs_raw": rollout_tps / raw_tps}
+
+
+async def _recorded_phases(store: Any, versions: set[int]) -> dict[tuple[int, int], list[list[dict[str, Any]]]]:
+    """The model calls of the measured steps' episodes, as replayable request bodies, per rollout phase (policy
+    version, generation batch) and episode, in call order. Each request asks for exactly the reply length the
+    episode got (`ignore_eos`), so the replay generates the same number of tokens."""
+    from agentlightning import semconv
+
+    phases: dict[tuple[int, int], list[list[dict[str, Any]]]] = {}
+    for rollout in await store.query_rollouts():
+        version = rollout.metadata.get("policy_version")
+        if version not in versions:
+            continue
+        requests: list[dict[str, Any]] = []
+        for span in await store.query_spans(rollout.rollout_id):
+            if span.name == semconv.LLM_CALL and span.status == "ok":
+                recorded = span.attributes["request"]
+                body = {"messages": recorded["messages"], **recorded.get("sampling_params", {})}
+                for key in ("stop", "max_completion_tokens"):
+                    body.pop(key, None)
+                body.update(max_tokens=len(span.attributes["response_token_ids"]), ignore_eos=True)
+                if recorded.get("tools"):
+                    body["tools"] = recorded["tools"]
+                requests.append(body)
+        if requests:
+            phases.setdefault((int(version), int(rollout.metadata.get("gen_batch", 1))), []).append(requests)
+    return dict(sorted(phases.items()))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from openai import OpenAI
-
 from agentlightning import LLM, DevReport, SqliteLightningStore, Trainer, rollout
+from agentlightning.clients import sync_openai
 from agentlightning.models import default_model_path, is_prepared
 from agentlightning.serving import VLLMServer
 
@@ -30,7 +29,7 @@ from agentlightning.serving import VLLMServer
 @rollout
 def sum_agent(task: dict[str, Any], llm: LLM) -> float:
     """The agent under training: any OpenAI-compatible client works against the bound URL."""
-    client = OpenAI(base_url=llm.get_base_url(), api_key=llm.api_key or "none")
+    client = sync_openai(llm)  # openai.OpenAI on llm.get_base_url(), sharing one connection pool per process
     reply = client.chat.completions.create(
         model=llm.model, messages=[{"role": "user", "content": task["question"]}], max_tokens=16,
         **llm.sampling_parameters)

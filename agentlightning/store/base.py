@@ -25,7 +25,9 @@ Rules that make retries safe:
 - A terminal rollout (succeeded, failed, cancelled) never changes status again; a late success cannot turn `failed`
   into `succeeded`. Setting a terminal rollout's status raises `InvalidTransitionError`.
 - `dequeue_rollout` is atomic: the claim of a rollout and the creation of its attempt happen in one step (one lock
-  in memory, one `BEGIN IMMEDIATE` transaction in SQLite), so two workers never get the same attempt.
+  in memory, one `BEGIN IMMEDIATE` transaction in SQLite), so two workers never get the same attempt. Cancelling a
+  waiting `dequeue_rollout(wait_seconds=...)` of an in-process store claims nothing; over HTTP the server gives a
+  claim back (`requeuing`) when it finds the client gone, and runners await their pending dequeue when they stop.
 - Span `sequence_id`s are a per-attempt counter kept by the store (`get_next_span_sequence_id`); `add_span` assigns
   the next one when a span arrives without it.
 
@@ -92,9 +94,11 @@ class LightningStore(abc.ABC):
         """Enqueue several rollouts in one step (atomic: all or none), in order."""
 
     @abc.abstractmethod
-    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
+                              ) -> AttemptedRollout | None:
         """Atomically claim the oldest `queuing`/`requeuing` rollout and create its next attempt (`preparing`).
-        Returns None when nothing is queued."""
+        Returns None when nothing is queued; with `wait_seconds` > 0, waits up to that long for a rollout to be
+        queued first (a long poll: idle runners cost nothing, and claim new work as soon as it is enqueued)."""
 
     @abc.abstractmethod
     async def update_attempt(

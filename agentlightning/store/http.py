@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from agentlightning.net import http_url
 from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, RolloutRequest, StoreError
@@ -50,6 +50,9 @@ __all__ = ["LightningStoreClient", "LightningStoreServer", "StoreRequestError"]
 
 logger = logging.getLogger(__name__)
 
+# the longest one long-polling dequeue waits on the server (a runner stopping awaits its pending dequeue)
+MAX_DEQUEUE_WAIT_SECONDS = 10.0
+
 
 class StoreRequestError(StoreError, ValueError):
     """The store rejected a request as malformed (HTTP 400)."""
@@ -62,6 +65,7 @@ class _Enqueue(BaseModel):
 
 class _Dequeue(BaseModel):
     worker_id: str | None = None
+    wait_seconds: float = Field(default=0.0, ge=0.0)
 
 
 class _UpdateAttempt(BaseModel):
@@ -140,8 +144,13 @@ def build_app(store: LightningStore, token: str | None = None) -> FastAPI:
         return await store.enqueue_many_rollouts(body.requests)
 
     @app.post("/rollouts/dequeue")
-    async def dequeue(body: _Dequeue) -> AttemptedRollout | None:
-        return await store.dequeue_rollout(body.worker_id)
+    async def dequeue(body: _Dequeue, request: Request) -> AttemptedRollout | None:
+        claimed = await store.dequeue_rollout(body.worker_id, min(body.wait_seconds, MAX_DEQUEUE_WAIT_SECONDS))
+        if claimed is not None and await request.is_disconnected():  # the long poll's client gave up meanwhile
+            await store.update_rollout(claimed.rollout_id, status="requeuing",
+                                       metadata={"requeued_by": "dequeue client disconnected"})
+            return None
+        return claimed
 
     @app.post("/rollouts/query")
     async def query(body: _Query) -> list[Rollout]:
@@ -347,8 +356,11 @@ class LightningStoreClient(LightningStore):
         body = [{k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in r.items()} for r in requests]
         return _ROLLOUTS.validate_python(await self._call("POST", "/rollouts/enqueue", {"requests": body}))
 
-    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
-        data = await self._call("POST", "/rollouts/dequeue", {"worker_id": worker_id})
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
+                              ) -> AttemptedRollout | None:
+        wait_seconds = min(max(0.0, wait_seconds), MAX_DEQUEUE_WAIT_SECONDS)
+        data = await self._call("POST", "/rollouts/dequeue", {"worker_id": worker_id, "wait_seconds": wait_seconds},
+                                timeout=self.timeout + wait_seconds)
         return None if data is None else AttemptedRollout.model_validate(data)
 
     async def update_attempt(self, rollout_id: str, attempt_id: str | Literal["latest"],

@@ -7,6 +7,7 @@ Nothing survives the process; use `SqliteLightningStore` when it must.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -112,18 +113,26 @@ class InMemoryLightningStore(LightningStore):
             self._changed.notify_all()
         return rollouts
 
-    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
+                              ) -> AttemptedRollout | None:
+        deadline = time.monotonic() + max(0.0, wait_seconds)
         async with self._lock:
-            self._sweep()
-            while self._queue:
-                rollout = self._rollouts[self._queue.pop(0)]
-                if rollout.status not in ("queuing", "requeuing"):
-                    continue  # cancelled or otherwise moved on while queued
-                rollout, attempt = new_attempt(rollout, worker_id, time.time())
-                self._attempts[rollout.rollout_id].append(attempt)
-                self._save(rollout)
-                return AttemptedRollout(**rollout.model_dump(), attempt=attempt)
-            return None
+            while True:
+                self._sweep()
+                while self._queue:
+                    rollout = self._rollouts[self._queue.pop(0)]
+                    if rollout.status not in ("queuing", "requeuing"):
+                        continue  # cancelled or otherwise moved on while queued
+                    rollout, attempt = new_attempt(rollout, worker_id, time.time())
+                    self._attempts[rollout.rollout_id].append(attempt)
+                    self._save(rollout)
+                    return AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                # woken by any change (an enqueue, a requeue); at least every second so expired attempts get swept
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, remaining))
 
     async def update_attempt(
         self,

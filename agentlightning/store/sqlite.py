@@ -191,7 +191,16 @@ class SqliteLightningStore(LightningStore):
 
         return await self._run(op)
 
-    async def dequeue_rollout(self, worker_id: str | None = None) -> AttemptedRollout | None:
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
+                              ) -> AttemptedRollout | None:
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        while True:  # other processes may enqueue into the same file: poll it (no HTTP involved)
+            claimed = await self._dequeue_once(worker_id)
+            if claimed is not None or time.monotonic() >= deadline:
+                return claimed
+            await asyncio.sleep(min(self.poll_seconds, max(0.0, deadline - time.monotonic())))
+
+    async def _dequeue_once(self, worker_id: str | None) -> AttemptedRollout | None:
         def op(conn: sqlite3.Connection) -> AttemptedRollout | None:
             self._sweep(conn)
             row = conn.execute(

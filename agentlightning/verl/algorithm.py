@@ -188,7 +188,8 @@ class VerlAlgorithm:
             t0 = time.perf_counter()
             rollouts = await session.run_rollouts(
                 [t for _, t in expanded], mode, resources.resources_id, config=config,
-                metadata=[{"data_id": d, "policy_version": version} for d, _ in expanded], progress=progress)
+                metadata=[{"data_id": d, "policy_version": version, "gen_batch": rounds} for d, _ in expanded],
+                progress=progress)
             t1 = time.perf_counter()
             played += len(rollouts)
             for (data_id, _task), rollout in zip(expanded, rollouts, strict=True):

@@ -34,6 +34,7 @@ from typing import Any
 
 import openai
 
+from agentlightning.clients import async_openai
 from agentlightning.types import LLM
 from examples.calc_x.reward import extract_answer, score
 from examples.calc_x.tools import CalculatorTool
@@ -169,61 +170,55 @@ async def calc_agent(task: dict[str, Any], llm: LLM, tool: CalculatorTool, max_t
         if key not in task:
             raise KeyError(f"task has no {key!r} field (fields: {sorted(task)}); calc_agent needs 'question' and "
                            "'result', as rows from examples.calc_x.data.load_calc_x have")
-    own_client = client is None
-    if client is None:
-        client = openai.AsyncOpenAI(base_url=llm.get_base_url(), api_key=llm.api_key or "EMPTY",
-                                    timeout=request_timeout, max_retries=0)
+    if client is None:  # per episode, on the runner's shared connection pool (agentlightning.clients)
+        client = async_openai(llm, timeout=request_timeout, max_retries=0)
     kwargs, extra_body = _request_kwargs(llm, temperature, max_tokens)
     tools = tool.openai_tools()
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt},
                                       *([dict(m) for m in FEW_SHOT] if few_shot else []),
                                       {"role": "user", "content": f"Question: {task['question']}"}]
     turns = tool_calls = native_calls = 0
-    try:
-        while turns < max_turns:
-            turns += 1
-            try:
-                response = await client.chat.completions.create(model=llm.model, messages=messages, tools=tools,
-                                                                extra_body=extra_body or None, **kwargs)
-            except openai.OpenAIError as exc:
-                return CalcResult(0.0, None, False, turns, tool_calls, error=f"LLM call failed: "
-                                  f"{type(exc).__name__}: {str(exc)[:300]}", native_tool_calls=native_calls,
-                                  reason="LLM call failed", messages=messages)
-            message = response.choices[0].message
-            content = message.content or ""
-            native = [ToolRequest(c.function.name, c.function.arguments, native=True, call_id=c.id)
-                      for c in (message.tool_calls or []) if getattr(c, "function", None) is not None]
-            if extract_answer(content) is not None and not native:
-                messages.append({"role": "assistant", "content": content})
-                result = score(content, task["result"])
-                return CalcResult(result.reward, extract_answer(content), result.format_ok, turns, tool_calls,
-                                  native_tool_calls=native_calls, reason=result.reason, messages=messages)
-            if native:
-                messages.append({"role": "assistant", "content": content, "tool_calls": [
-                    {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in native]})
-                for call in native[:_MAX_CALLS_PER_TURN]:
-                    output = await tool.call(call.name, call.arguments)
-                    messages.append({"role": "tool", "tool_call_id": call.call_id, "content": output})
-                for call in native[_MAX_CALLS_PER_TURN:]:
-                    messages.append({"role": "tool", "tool_call_id": call.call_id,
-                                     "content": f"error: at most {_MAX_CALLS_PER_TURN} tool calls per reply"})
-                tool_calls += min(len(native), _MAX_CALLS_PER_TURN)
-                native_calls += min(len(native), _MAX_CALLS_PER_TURN)
-                continue
+    while turns < max_turns:
+        turns += 1
+        try:
+            response = await client.chat.completions.create(model=llm.model, messages=messages, tools=tools,
+                                                            extra_body=extra_body or None, **kwargs)
+        except openai.OpenAIError as exc:
+            return CalcResult(0.0, None, False, turns, tool_calls, error=f"LLM call failed: "
+                              f"{type(exc).__name__}: {str(exc)[:300]}", native_tool_calls=native_calls,
+                              reason="LLM call failed", messages=messages)
+        message = response.choices[0].message
+        content = message.content or ""
+        native = [ToolRequest(c.function.name, c.function.arguments, native=True, call_id=c.id)
+                  for c in (message.tool_calls or []) if getattr(c, "function", None) is not None]
+        if extract_answer(content) is not None and not native:
             messages.append({"role": "assistant", "content": content})
-            text_calls = find_text_tool_calls(content)
-            if not text_calls:
-                messages.append({"role": "user", "content": NUDGE})
-                continue
-            lines = []
-            for call in text_calls:
+            result = score(content, task["result"])
+            return CalcResult(result.reward, extract_answer(content), result.format_ok, turns, tool_calls,
+                              native_tool_calls=native_calls, reason=result.reason, messages=messages)
+        if native:
+            messages.append({"role": "assistant", "content": content, "tool_calls": [
+                {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in native]})
+            for call in native[:_MAX_CALLS_PER_TURN]:
                 output = await tool.call(call.name, call.arguments)
-                lines.append(f"Result: {output}" if len(text_calls) == 1 else f"{call.text} -> Result: {output}")
-            tool_calls += len(text_calls)
-            messages.append({"role": "user", "content": "\n".join(lines)})
-    finally:
-        if own_client:
-            await client.close()
+                messages.append({"role": "tool", "tool_call_id": call.call_id, "content": output})
+            for call in native[_MAX_CALLS_PER_TURN:]:
+                messages.append({"role": "tool", "tool_call_id": call.call_id,
+                                 "content": f"error: at most {_MAX_CALLS_PER_TURN} tool calls per reply"})
+            tool_calls += min(len(native), _MAX_CALLS_PER_TURN)
+            native_calls += min(len(native), _MAX_CALLS_PER_TURN)
+            continue
+        messages.append({"role": "assistant", "content": content})
+        text_calls = find_text_tool_calls(content)
+        if not text_calls:
+            messages.append({"role": "user", "content": NUDGE})
+            continue
+        lines = []
+        for call in text_calls:
+            output = await tool.call(call.name, call.arguments)
+            lines.append(f"Result: {output}" if len(text_calls) == 1 else f"{call.text} -> Result: {output}")
+        tool_calls += len(text_calls)
+        messages.append({"role": "user", "content": "\n".join(lines)})
     return CalcResult(0.0, None, False, turns, tool_calls, native_tool_calls=native_calls,
                       reason=f"no final answer after max_turns={max_turns} replies", messages=messages)

@@ -38,6 +38,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from agentlightning.agent import LitAgent, resolve_llm
+from agentlightning.clients import chat_openai
 from agentlightning.emitter import emit_metrics, emit_object
 from agentlightning.types import LLM, AttemptedRollout, NamedResources
 from examples.spider.data.loader import ENV_VAR, bundled_root, load_spider
@@ -238,17 +239,15 @@ _CHAT_KEYS = ("temperature", "top_p", "max_tokens", "seed", "stop")
 
 def chat_model(llm: LLM, temperature: float | None = None, max_tokens: int = 512, timeout_s: float = 120.0
                ) -> BaseChatModel:
-    """`langchain_openai.ChatOpenAI` on the LLM's URL with its sampling parameters (`temperature` overrides)."""
-    from langchain_openai import ChatOpenAI
-
+    """`langchain_openai.ChatOpenAI` on the LLM's URL with its sampling parameters (`temperature` overrides), on the
+    process's shared connection pool (`agentlightning.clients.chat_openai`: a new ChatOpenAI per episode is cheap)."""
     sampling = dict(llm.sampling_parameters)
     if temperature is not None:
         sampling["temperature"] = temperature
     kwargs = {key: sampling.pop(key) for key in _CHAT_KEYS if sampling.get(key) is not None}
     kwargs.setdefault("max_tokens", max_tokens)
     extra = {key: value for key, value in sampling.items() if value is not None}  # e.g. top_k: vLLM reads the body
-    return ChatOpenAI(base_url=llm.get_base_url(), api_key="none", model=llm.model, timeout=timeout_s, max_retries=1,
-                      extra_body=extra or None, **kwargs)
+    return chat_openai(llm, timeout=timeout_s, max_retries=1, extra_body=extra or None, **kwargs)
 
 
 def spider_tasks(split: str = "dev", root: str | Path | None = None, limit: int | None = None

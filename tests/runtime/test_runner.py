@@ -120,6 +120,40 @@ async def test_stopping_a_concurrent_worker_requeues_every_in_flight_rollout() -
     assert statuses == ["queuing", "queuing", "requeuing", "requeuing", "requeuing"]
 
 
+async def test_idle_worker_long_polls_claims_at_once_and_stops_without_keeping_a_claim() -> None:
+    """An idle worker waits inside the store (no polling traffic), starts a rollout as soon as one is enqueued, and
+    on stop lets its pending dequeue answer and gives back whatever it claimed (over HTTP, where a dequeue cannot be
+    cancelled safely)."""
+    backend = await _store_with_resources()
+    server = LightningStoreServer(backend)
+    await server.start()
+    client = LightningStoreClient(server.url)
+    try:
+        stop, started = asyncio.Event(), asyncio.Event()
+
+        @rollout
+        async def quick_agent(task: dict, llm: LLM) -> None:  # no spans: the tracer's sync store call would block
+            started.set()                                      # this loop, which also serves the store here
+
+        config = RunnerConfig(poll_seconds=1.0, heartbeat_seconds=0.2)
+        loop_task = asyncio.create_task(worker_loop(client, quick_agent, "w0", stop, config))
+        await asyncio.sleep(0.3)
+        enqueued = asyncio.get_running_loop().time()
+        await backend.enqueue_rollout({"x": 1}, mode="train")
+        await asyncio.wait_for(started.wait(), timeout=5)
+        assert asyncio.get_running_loop().time() - enqueued < 0.5, "claimed by the long poll, not by a later poll"
+
+        await asyncio.sleep(0.2)  # the worker is waiting in its next dequeue
+        stop.set()
+        late = await backend.enqueue_rollout({"x": 2}, mode="train")  # lands in that pending dequeue
+        assert await asyncio.wait_for(loop_task, 5) == 1
+        assert (await backend.get_rollout_by_id(late.rollout_id)).status in ("queuing", "requeuing")
+        assert await backend.dequeue_rollout("other") is not None, "the stopped worker must not keep the claim"
+    finally:
+        await client.close()
+        await server.stop()
+
+
 class NameCollector(SpanProcessor):
     """An extra OpenTelemetry span processor: collects span names (picklable, unlike OTel's in-memory exporter)."""
 

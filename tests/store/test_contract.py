@@ -235,3 +235,19 @@ async def test_reserve_span_sequence_id_interleaves_with_async_spans(store: Ligh
     assert [s.name for s in await store.query_spans(rid)] == ["proxy-call", "tracer", "reward"]
     with pytest.raises(NotFoundError):
         await asyncio.to_thread(store.reserve_span_sequence_id, rid, "at-unknown")
+
+
+async def test_dequeue_long_poll_answers_when_a_rollout_is_queued(store: LightningStore) -> None:
+    started = asyncio.get_running_loop().time()
+    assert await store.dequeue_rollout("w", wait_seconds=0.3) is None  # nothing queued: waits, then None
+    assert asyncio.get_running_loop().time() - started >= 0.25
+
+    waiting = asyncio.create_task(store.dequeue_rollout("w", wait_seconds=5.0))
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "a long poll must wait while the queue is empty"
+    rollout = await store.enqueue_rollout({"x": 1})
+    enqueued = asyncio.get_running_loop().time()
+    claimed = await asyncio.wait_for(waiting, timeout=4.0)
+    assert claimed is not None and claimed.rollout_id == rollout.rollout_id
+    assert asyncio.get_running_loop().time() - enqueued < 1.0, "the claim must follow the enqueue, not the timeout"
+    assert (await store.get_rollout_by_id(rollout.rollout_id)).status == "preparing"

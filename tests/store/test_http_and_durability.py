@@ -199,3 +199,22 @@ async def test_sqlite_two_handles_share_one_file(tmp_path: Path) -> None:
     assert await a.dequeue_rollout() is None
     await a.close()
     await b.close()
+
+
+async def test_long_poll_claim_for_a_client_that_gave_up_is_given_back() -> None:
+    backend = InMemoryLightningStore()
+    server = LightningStoreServer(backend)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=0.3) as impatient:
+            with pytest.raises(httpx.TimeoutException):  # the client leaves while the server still waits
+                await impatient.post("/rollouts/dequeue", json={"worker_id": "gone", "wait_seconds": 3.0})
+        rollout = await backend.enqueue_rollout({"x": 1})
+        await asyncio.sleep(0.5)  # the server's wait claims it, sees the disconnect, puts it back
+        back = await backend.get_rollout_by_id(rollout.rollout_id)
+        assert back.status == "requeuing", back
+        assert back.metadata.get("requeued_by") == "dequeue client disconnected"
+        claimed = await backend.dequeue_rollout("next")
+        assert claimed is not None and claimed.rollout_id == rollout.rollout_id
+    finally:
+        await server.stop()
