@@ -154,28 +154,32 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
     wait = config.poll_seconds if config.exit_when_idle_seconds is None else \
         min(config.poll_seconds, config.exit_when_idle_seconds)
     claim: asyncio.Task[AttemptedRollout | None] | None = None
+    retry_at = 0.0  # after an empty answer to a short (not waiting) dequeue: poll_seconds later, or when one ends
     try:
         while not stop.is_set():
+            timeout = None
             if claim is None and len(running) < config.max_concurrency:
-                claim = asyncio.create_task(store.dequeue_rollout(worker_id, wait_seconds=wait))
+                if time.monotonic() >= retry_at:
+                    claim = asyncio.create_task(store.dequeue_rollout(worker_id, wait_seconds=wait))
+                else:
+                    timeout = retry_at - time.monotonic()
             waiting: set[asyncio.Future[Any]] = {*running, stopper, *([claim] if claim is not None else [])}
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if claim is not None and claim in done:
                 rollout, claim = claim.result(), None
                 if rollout is not None:
                     running.add(asyncio.create_task(run_rollout(store, agent, rollout, tracer, config, cache)))
                     idle_since = time.monotonic()
-                elif not running:
-                    if config.exit_when_idle_seconds is not None and time.monotonic() - idle_since >= \
-                            config.exit_when_idle_seconds:
-                        break
-                    if wait < config.poll_seconds:  # a short dequeue came back empty: do not spin
-                        await asyncio.wait({stopper}, timeout=config.poll_seconds)
+                elif not running and config.exit_when_idle_seconds is not None and \
+                        time.monotonic() - idle_since >= config.exit_when_idle_seconds:
+                    break
+                elif wait < config.poll_seconds:
+                    retry_at = time.monotonic() + config.poll_seconds
             for task in done & running:
                 running.discard(task)
                 task.result()
                 count += 1
-                idle_since = time.monotonic()
+                idle_since, retry_at = time.monotonic(), 0.0
     finally:
         stopper.cancel()
         for task in running:

@@ -154,6 +154,32 @@ async def test_idle_worker_long_polls_claims_at_once_and_stops_without_keeping_a
         await server.stop()
 
 
+async def test_a_worker_that_exits_when_idle_does_not_spin_on_empty_dequeues() -> None:
+    """In-process runs (`exit_when_idle_seconds=0`: no long poll) re-ask the store after `poll_seconds` or when a
+    rollout ends, not in a busy loop while the agent runs."""
+
+    class CountingStore(InMemoryLightningStore):
+        dequeues = 0
+
+        async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0):  # type: ignore[override]
+            CountingStore.dequeues += 1
+            return await super().dequeue_rollout(worker_id, wait_seconds)
+
+    @rollout
+    async def slow_agent(task: dict, llm: LLM) -> float:
+        await asyncio.sleep(1.0)
+        return 1.0
+
+    store = CountingStore()
+    await store.add_resources(LLM_RESOURCE)
+    await store.enqueue_many_rollouts([{"input": {"x": i}, "mode": "train"} for i in range(2)])
+    config = RunnerConfig(poll_seconds=0.5, exit_when_idle_seconds=0.0, max_concurrency=4)
+    started = time.monotonic()
+    assert await worker_loop(store, slow_agent, "inline", config=config) == 2
+    assert time.monotonic() - started < 2.0, "the loop must leave as soon as its rollouts are done"
+    assert CountingStore.dequeues <= 8, f"{CountingStore.dequeues} dequeues in ~1 s: the loop spins"
+
+
 class NameCollector(SpanProcessor):
     """An extra OpenTelemetry span processor: collects span names (picklable, unlike OTel's in-memory exporter)."""
 
