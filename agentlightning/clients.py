@@ -42,17 +42,11 @@ class _SharedAsyncClient(openai.DefaultAsyncHttpxClient):
     async def aclose(self) -> None:  # the pool outlives each rollout's client
         return None
 
-    def __del__(self) -> None:  # openai's wrapper schedules aclose() on garbage collection; nothing to do here
-        return None
-
 
 class _SharedClient(openai.DefaultHttpxClient):
     """openai's default sync httpx client that per-rollout clients cannot close."""
 
     def close(self) -> None:
-        return None
-
-    def __del__(self) -> None:
         return None
 
 

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunnerConfig:
     """poll_seconds: how long one dequeue waits in the store for a rollout to be queued (a long poll, so a new
-    rollout is claimed at once; a stopping worker waits for its pending dequeue, so this bounds the stop too);
+    rollout is claimed at once; over HTTP a stopping worker waits up to this long for its pending dequeue to answer);
     heartbeat_seconds: liveness ping while an agent runs (keep it well below the rollouts' `unresponsive_seconds`;
     the trainer's default is 60); exit_when_idle_seconds: leave the loop after this long with nothing queued (None: run until stopped);
     max_concurrency: rollouts one worker runs at the same time (vLLM batches concurrent requests: on a 2-core CPU,
@@ -62,9 +62,13 @@ class RunnerConfig:
                              "runs at once)")
 
 
+_WARNED: set[tuple[float, float]] = set()  # (heartbeat_seconds, unresponsive_seconds) pairs warned about
+
+
 async def _heartbeat(store: LightningStore, rollout: AttemptedRollout, every: float) -> None:
     limit = rollout.config.unresponsive_seconds
-    if limit is not None and every >= limit:
+    if limit is not None and every >= limit and (every, limit) not in _WARNED:
+        _WARNED.add((every, limit))
         logger.warning("rollout %s: heartbeat_seconds=%s is not below its unresponsive_seconds=%s, so a healthy "
                        "attempt longer than that is marked unresponsive. Fix: RunnerConfig(heartbeat_seconds=%s) "
                        "or a larger RolloutConfig.unresponsive_seconds", rollout.rollout_id, every, limit, limit / 4)
@@ -187,17 +191,11 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
         for task in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if claim is not None:  # let the pending dequeue answer (<= wait s), and give back what it claimed
-            await _give_back(store, claim)
+        if claim is not None:  # a cancelled dequeue claims nothing (the store contract); one that already
+            claim.cancel()     # answered may have: give that back
+            with contextlib.suppress(asyncio.CancelledError):
+                if (late := await claim) is not None:
+                    await store.update_rollout(late.rollout_id, status="requeuing",
+                                               metadata={"requeued_by": "runner shutdown"})
     return count
 
-
-async def _give_back(store: LightningStore, claim: asyncio.Task[AttemptedRollout | None]) -> None:
-    try:
-        rollout = await asyncio.shield(claim)
-    except BaseException:  # noqa: BLE001 - cancelled or the store went away: nothing was claimed for us
-        return
-    if rollout is not None:
-        with contextlib.suppress(Exception):
-            await store.update_rollout(rollout.rollout_id, status="requeuing",
-                                       metadata={"requeued_by": "runner shutdown"})

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for part, seconds in split.items():
         print(f"  {part:<12} {seconds:7.2f} s  {seconds / step:6.1%}")
     print(f"rollout generation: {rollout_tps:.1f} tokens/s over {rollout_s:.1f} s of rollout phases; the same "
-          f"{sum(map(len, sum(phases.values(), [])))} requests replayed straight to vLLM, phase by phase (turns in "
+          f"{sum(len(e) for episodes in phases.values() for e in episodes)} requests replayed straight to vLLM, phase by phase (turns in "
           f"order, {concurrency} episodes at a time, same reply lengths): {raw_tps:.1f} tokens/s; "
           f"ratio {rollout_tps / raw_tps:.3f} (target >= 0.80)")
     per_phase = [f"step {v + 1} batch {b}: {s_:.1f} s raw" for (v, b), (s_, _) in zip(phases, replays, strict=True)]

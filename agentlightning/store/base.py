@@ -26,8 +26,9 @@ Rules that make retries safe:
   into `succeeded`. Setting a terminal rollout's status raises `InvalidTransitionError`.
 - `dequeue_rollout` is atomic: the claim of a rollout and the creation of its attempt happen in one step (one lock
   in memory, one `BEGIN IMMEDIATE` transaction in SQLite), so two workers never get the same attempt. Cancelling a
-  waiting `dequeue_rollout(wait_seconds=...)` of an in-process store claims nothing; over HTTP the server gives a
-  claim back (`requeuing`) when it finds the client gone, and runners await their pending dequeue when they stop.
+  waiting `dequeue_rollout(wait_seconds=...)` claims nothing: in-process stores stop waiting at once; the HTTP client
+  lets the request answer and gives back what it claimed (`requeuing`), and the server gives a claim back when it
+  finds that the client has gone (a killed process).
 - Span `sequence_id`s are a per-attempt counter kept by the store (`get_next_span_sequence_id`); `add_span` assigns
   the next one when a span arrives without it.
 

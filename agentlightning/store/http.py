@@ -146,6 +146,8 @@ def build_app(store: LightningStore, token: str | None = None) -> FastAPI:
     @app.post("/rollouts/dequeue")
     async def dequeue(body: _Dequeue, request: Request) -> AttemptedRollout | None:
         claimed = await store.dequeue_rollout(body.worker_id, min(body.wait_seconds, MAX_DEQUEUE_WAIT_SECONDS))
+        if claimed is not None:
+            await asyncio.sleep(0)  # one loop pass, so a connection the client closed meanwhile is seen as closed
         if claimed is not None and await request.is_disconnected():  # the long poll's client gave up meanwhile
             await store.update_rollout(claimed.rollout_id, status="requeuing",
                                        metadata={"requeued_by": "dequeue client disconnected"})
@@ -359,8 +361,20 @@ class LightningStoreClient(LightningStore):
     async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
                               ) -> AttemptedRollout | None:
         wait_seconds = min(max(0.0, wait_seconds), MAX_DEQUEUE_WAIT_SECONDS)
-        data = await self._call("POST", "/rollouts/dequeue", {"worker_id": worker_id, "wait_seconds": wait_seconds},
-                                timeout=self.timeout + wait_seconds)
+        call = asyncio.ensure_future(self._call("POST", "/rollouts/dequeue", {"worker_id": worker_id,
+                                                "wait_seconds": wait_seconds}, timeout=self.timeout + wait_seconds))
+        try:
+            data = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The server may be about to claim for us (a cancelled request does not always close the connection,
+            # so it cannot tell): let the call answer (<= wait_seconds) and give back what it claimed, then cancel.
+            while not call.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(call)
+            if not call.cancelled() and call.exception() is None and call.result() is not None:
+                await self.update_rollout(call.result()["rollout_id"], status="requeuing",
+                                          metadata={"requeued_by": "dequeue cancelled"})
+            raise
         return None if data is None else AttemptedRollout.model_validate(data)
 
     async def update_attempt(self, rollout_id: str, attempt_id: str | Literal["latest"],

@@ -49,7 +49,8 @@ class InMemoryLightningStore(LightningStore):
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self._changed = asyncio.Condition(self._lock)
+        self._changed = asyncio.Condition(self._lock)  # any change (wait_for_rollouts)
+        self._queued = asyncio.Condition(self._lock)  # a rollout entered the queue (long-polling dequeues)
         self._rollouts: OrderedDict[str, Rollout] = OrderedDict()
         self._attempts: dict[str, list[Attempt]] = {}
         self._queue: list[str] = []
@@ -74,6 +75,7 @@ class InMemoryLightningStore(LightningStore):
         self._rollouts[rollout.rollout_id] = rollout
         if rollout.status in ("queuing", "requeuing") and previous not in ("queuing", "requeuing"):
             self._queue.append(rollout.rollout_id)
+            self._queued.notify_all()
         if attempt is not None:
             attempts = self._attempts[rollout.rollout_id]
             for i, old in enumerate(attempts):
@@ -111,6 +113,7 @@ class InMemoryLightningStore(LightningStore):
                 self._attempts[rollout.rollout_id] = []
                 self._queue.append(rollout.rollout_id)
             self._changed.notify_all()
+            self._queued.notify_all()
         return rollouts
 
     async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
@@ -130,9 +133,13 @@ class InMemoryLightningStore(LightningStore):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                # woken by any change (an enqueue, a requeue); at least every second so expired attempts get swept
+                # woken when a rollout is queued (not by every span or heartbeat: each wake-up sweeps all rollouts);
+                # at least every second, so attempts that expired meanwhile get swept and requeued
+                # (asyncio.timeout, not wait_for: the wait runs in this task, so a cancelled dequeue still
+                # re-acquires the lock before `async with` releases it — wait_for's inner task may not have yet)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, remaining))
+                    async with asyncio.timeout(min(1.0, remaining)):
+                        await self._queued.wait()
 
     async def update_attempt(
         self,
@@ -190,10 +197,9 @@ class InMemoryLightningStore(LightningStore):
                 if remaining is not None and remaining <= 0:
                     return done
                 # Wake on any change, and at least every second so timeouts/heartbeats get swept.
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, remaining or 1.0))
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(1.0, remaining or 1.0)):  # see dequeue_rollout
+                        await self._changed.wait()
 
     async def query_rollouts(
         self, status: Sequence[RolloutStatus] | None = None, rollout_ids: Sequence[str] | None = None

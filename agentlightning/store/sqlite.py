@@ -194,11 +194,28 @@ class SqliteLightningStore(LightningStore):
     async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
                               ) -> AttemptedRollout | None:
         deadline = time.monotonic() + max(0.0, wait_seconds)
-        while True:  # other processes may enqueue into the same file: poll it (no HTTP involved)
-            claimed = await self._dequeue_once(worker_id)
+        swept = time.monotonic()
+        while True:
+            claimed = await self._dequeue_once(worker_id)  # a write transaction that also sweeps expired attempts
             if claimed is not None or time.monotonic() >= deadline:
                 return claimed
-            await asyncio.sleep(min(self.poll_seconds, max(0.0, deadline - time.monotonic())))
+            # other processes may enqueue into the same file: poll it with a read of the status index, and claim
+            # (write) only when it shows a queued rollout, or once a second to sweep
+            while time.monotonic() < deadline and time.monotonic() - swept < 1.0:
+                await asyncio.sleep(min(self.poll_seconds, max(0.0, deadline - time.monotonic())))
+                if await self._anything_queued():
+                    break
+            swept = time.monotonic()
+
+    async def _anything_queued(self) -> bool:
+        def probe() -> bool:
+            assert self._conn is not None
+            return self._conn.execute(
+                "SELECT 1 FROM rollouts WHERE status IN ('queuing', 'requeuing') LIMIT 1").fetchone() is not None
+
+        if self._closed:
+            raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, probe)
 
     async def _dequeue_once(self, worker_id: str | None) -> AttemptedRollout | None:
         def op(conn: sqlite3.Connection) -> AttemptedRollout | None:

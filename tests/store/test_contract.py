@@ -251,3 +251,19 @@ async def test_dequeue_long_poll_answers_when_a_rollout_is_queued(store: Lightni
     assert claimed is not None and claimed.rollout_id == rollout.rollout_id
     assert asyncio.get_running_loop().time() - enqueued < 1.0, "the claim must follow the enqueue, not the timeout"
     assert (await store.get_rollout_by_id(rollout.rollout_id)).status == "preparing"
+
+
+async def test_a_cancelled_long_poll_keeps_nothing_and_leaves_the_store_usable(store: LightningStore) -> None:
+    for _ in range(3):  # cancelled twice in a row, as a shutdown may do
+        # (over HTTP a cancel returns once the server answers, so keep the wait short)
+        waiting = asyncio.create_task(store.dequeue_rollout("leaving", wait_seconds=1.0))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    rollout = await store.enqueue_rollout({"x": 1})
+    claimed = await store.dequeue_rollout("staying", wait_seconds=3.0)  # over HTTP: after the server gives it back
+    assert claimed is not None and claimed.rollout_id == rollout.rollout_id
+    assert claimed.attempt.worker_id == "staying"
