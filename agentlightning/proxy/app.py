@@ -12,7 +12,10 @@ attributed by URL alone. Routes (each also under that prefix):
 
 Errors (OpenAI shape `{"error": {"message", "type", "code"}}`): 400 malformed body (the validation message), 401
 missing/wrong API key, 404 unknown rollout/attempt (named) or model not in `model_list`, 502 every replica failed
-(each try and its cause), upstream 4xx passed through unchanged.
+(each try and its cause), 502 a replica answered with something the proxy cannot use (a body that is not JSON, an
+error object, no `choices`, ...: the message names the replica, its HTTP status and what was wrong; the replica is
+avoided for its cooldown, like one answering 5xx; not retried, as the generation may have run), upstream 4xx passed
+through unchanged. Every failed call under a rollout prefix is recorded as an error span.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agentlightning.proxy.recording import (
     StreamAccumulator,
     build_span,
     prepare_upstream_body,
+    response_problem,
     strip_chunk,
     strip_response,
     summarize_response,
@@ -188,19 +192,41 @@ def build_app(proxy: LLMProxy) -> FastAPI:
             return _error_response(502, message)
         finally:
             await upstream.aclose()
-        proxy.pool.release(backend, ok=upstream.status_code < 400)
         if upstream.status_code >= 400:
+            proxy.pool.release(backend, ok=False)
             if recording:
                 await record(dict(span_args, http_status=upstream.status_code,
                                   error=raw[:2000].decode("utf-8", errors="replace")))
             return Response(raw, status_code=upstream.status_code,
                             media_type=upstream.headers.get("content-type", "application/json"))
+        result: dict[str, Any] | None = None
+        try:
+            data = _loads(raw)
+        except _DecodeError as exc:
+            problem = f"the body is not JSON ({exc}); it starts with {raw[:200]!r}"
+        else:
+            problem = response_problem(data, endpoint)
+        if problem is None:
+            try:
+                result = summarize_response(data, endpoint) if recording else None
+                if wants is not None:
+                    strip_response(data, wants)
+            except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+                problem = f"the completion has an unexpected shape ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            message = (f"backend {backend.url} answered HTTP {upstream.status_code} with a response the proxy cannot "
+                       f"use: {problem}. Fix: check that {backend.url}/v1 is an OpenAI-compatible server (vLLM), not "
+                       "another service or an error page in front of it, and look at its log")
+            proxy.pool.release(backend, ok=False)
+            proxy.pool.mark_failed(backend, f"unusable HTTP {upstream.status_code} answer: {problem}")
+            if recording:
+                await record(dict(span_args, http_status=502, error=message))
+            return _error_response(502, message)
+        proxy.pool.release(backend, ok=True)
+        if recording:
+            await record(dict(span_args, http_status=200, result=result))
         if wants is None and client_model is None:
             return Response(raw, media_type="application/json")
-        data = _loads(raw)
-        if recording:
-            await record(dict(span_args, http_status=200, result=summarize_response(data, endpoint)))
-            strip_response(data, wants)  # type: ignore[arg-type]
         if client_model is not None:
             data["model"] = client_model
         return Response(_dumps(data), media_type="application/json")

@@ -14,8 +14,13 @@ One span per call, `name="llm.call"`, attributes:
 - `response`: {"text", "tool_calls" (chat, list of OpenAI tool-call dicts), "finish_reason", "id"}.
 - `prompt_token_ids`, `response_token_ids` (choice 0; vLLM includes the final EOS id), `logprobs` (choice 0, list of
   floats, only when vLLM returned them), `usage` (OpenAI usage dict), `num_choices`.
-- failed calls (after retries, or an upstream 4xx, or a stream cut short) are recorded with `status="error"` and an
-  `error` attribute, and carry no token IDs; successful calls have `status="ok"`. Adapters train on `ok` spans only.
+- failed calls (after retries, an upstream 4xx, an upstream answer the proxy cannot use, or a stream cut short) are
+  recorded with `status="error"` and an `error` attribute, and carry no token IDs; successful calls have
+  `status="ok"`. Adapters train on `ok` spans only.
+
+An answer is usable when it is a JSON object with a non-empty `choices` list of objects (`message` an object for
+chat, `text` a string or null for completions); `response_problem` says what else it is. The proxy answers anything
+else with 502 and records it as an error span, so no call is ever missing from the trace.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "StreamAccumulator",
     "build_span",
     "prepare_upstream_body",
+    "response_problem",
     "strip_chunk",
     "strip_response",
     "summarize_response",
@@ -92,6 +98,33 @@ def _request_summary(body: dict[str, Any], endpoint: str) -> dict[str, Any]:
         summary["tools"] = body["tools"]
     summary["sampling_params"] = {k: v for k, v in body.items() if k not in _NOT_SAMPLING}
     return summary
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def response_problem(data: Any, endpoint: str) -> str | None:
+    """None when `data` (a decoded non-streamed upstream answer) is a usable completion, else what is wrong with it."""
+    if not isinstance(data, dict):
+        return f"the body is not a JSON object but a JSON {type(data).__name__} ({_short(data)})"
+    if "error" in data and not data.get("choices"):
+        error = data["error"]
+        detail = error.get("message") if isinstance(error, dict) and error.get("message") else error
+        return f"the body is an error object, not a completion: {_short(detail, 500)}"
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return f"'choices' must be a non-empty list of objects, got {_short(choices)}"
+    for i, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            return f"choices[{i}] must be an object, got {_short(choice)}"
+        if endpoint == "chat.completions":
+            if not isinstance(choice.get("message"), dict):
+                return f"choices[{i}].message must be an object, got {_short(choice.get('message'))}"
+        elif not isinstance(choice.get("text"), str | None):
+            return f"choices[{i}].text must be a string, got {_short(choice.get('text'))}"
+    return None
 
 
 def _logprob_list(logprobs: Any) -> list[float] | None:

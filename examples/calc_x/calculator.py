@@ -19,10 +19,15 @@ Bounds, all checked *before* the work they guard (so `9**9**9` and `10**10**10` 
 Accepted spellings besides plain Python arithmetic: `^` means power, `×`/`·` mean `*`, `÷` means `/`, `−` means `-`,
 thousands separators between digit groups (`1,000`) are dropped, and a trailing `=` is ignored.
 
-Result format (`format_result`), chosen so a small model can copy the answer:
+Result format (`format_result`), chosen so a small model can copy the answer, exact at every size:
 - whole numbers: `"12"`, `"-3"`;
-- fractions with a short exact decimal (at most 10 decimal places): the decimal, `"2.5"`, `"0.125"`;
-- other fractions: exact fraction and a 10-significant-digit decimal, `"2/3 ≈ 0.6666666667"`.
+- fractions with a short exact decimal (at most `MAX_DECIMAL_PLACES`, 10, decimal places): the decimal, every digit
+  exact, `"2.5"`, `"0.125"`, `"50000000000000000000000000000.5"` for `(10^29 + 1) / 2`;
+- other fractions: the exact fraction, then `≈` and a rounded decimal with `APPROX_DIGITS` (10) significant digits,
+  or more when the whole part is longer, so that every whole digit shown is right and only the last digit is rounded:
+  `"2/3 ≈ 0.6666666667"`, `"100000000000000000000000000000/3 ≈ 33333333333333333333333333333.3"`.
+The reward (`reward.py`) reads both parts: the fraction exactly, the decimal within its relative 1e-4, so either
+copied answer scores.
 
 Run it: `python -m examples.calc_x.calculator "2^10 / 3"`.
 """
@@ -36,7 +41,9 @@ from decimal import Context, Decimal
 from fractions import Fraction
 
 __all__ = [
+    "APPROX_DIGITS",
     "MAX_CHARS",
+    "MAX_DECIMAL_PLACES",
     "MAX_DIGITS",
     "MAX_EXPONENT",
     "MAX_PAREN_DEPTH",
@@ -52,6 +59,8 @@ MAX_PAREN_DEPTH = 20
 MAX_TREE_DEPTH = 120
 MAX_EXPONENT = 64
 MAX_DIGITS = 30
+MAX_DECIMAL_PLACES = 10
+APPROX_DIGITS = 10
 _LIMIT = 10**MAX_DIGITS
 _ALLOWED = "only numbers and + - * / % ^ ( ) are allowed"
 
@@ -261,7 +270,7 @@ def evaluate(expression: str) -> Fraction:
 
 
 def format_result(value: Fraction) -> str:
-    """`12`, `2.5`, or `2/3 ≈ 0.6666666667` (see the module docstring for the rule)."""
+    """`12`, `2.5`, or `2/3 ≈ 0.6666666667`, exact at any size (see the module docstring for the rule)."""
     if value.denominator == 1:
         return str(value.numerator)
     den = value.denominator
@@ -272,11 +281,16 @@ def format_result(value: Fraction) -> str:
     while den % 5 == 0:
         den //= 5
         fives += 1
-    if den == 1 and max(twos, fives) <= 10:
-        places = max(twos, fives)
-        text = f"{Decimal(value.numerator) / Decimal(value.denominator):.{places}f}"
-        return text
-    approx = Context(prec=10).divide(Decimal(value.numerator), Decimal(value.denominator))
+    places = max(twos, fives)
+    if den == 1 and places <= MAX_DECIMAL_PLACES:
+        # Integer arithmetic, not Decimal (whose 28-digit context rounded (10^29 + 1) / 2 to ...0.0): the
+        # denominator divides 10**places, so this division is exact.
+        scaled = abs(value.numerator) * 10**places // value.denominator
+        digits = str(scaled).rjust(places + 1, "0")
+        return f"{'-' if value < 0 else ''}{digits[:-places]}.{digits[-places:]}"
+    whole_digits = len(str(abs(value.numerator) // value.denominator))
+    approx = Context(prec=max(APPROX_DIGITS, whole_digits + 1)).divide(Decimal(value.numerator),
+                                                                        Decimal(value.denominator))
     return f"{value.numerator}/{value.denominator} ≈ {approx:f}"
 
 

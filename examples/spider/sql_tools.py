@@ -7,10 +7,22 @@ model writes runs here, so this is the safety boundary:
   returns the copy; the agent never opens the original file, which therefore stays byte-identical.
 - `execute_sql(copy, sql)` opens the copy with `spider_eval.connect_readonly` (URI `mode=ro`, `PRAGMA query_only=ON`,
   an authorizer that allows only SELECT / READ / plain functions: no ATTACH, PRAGMA, DDL or DML, no
-  `load_extension`), runs ONE statement with a wall-clock limit (`spider_eval.run_query`), and returns an
-  `Execution` whose `text` is what the model sees: the rows, or `Error: ...` naming why (denied write, time-out, ...).
+  `load_extension`), runs ONE statement with a wall-clock limit, and returns an `Execution` whose `text` is what the
+  model sees: the rows, or `Error: ...` naming why (denied write, time-out, too much memory, ...). It never raises
+  for anything the query does, `MemoryError` included.
 - `table_info(copy)` is the schema prompt: each table's CREATE statement plus a few sample rows, truncated.
-- `extract_sql(reply)` pulls the query out of a model reply (```sql blocks first, then a bare SELECT/WITH).
+- `extract_sql(reply)` pulls the query out of a model reply (```sql blocks first, then a bare SELECT/WITH) and keeps
+  its first statement: the first `;` outside string literals, quoted names and comments ends it.
+
+Memory bounds (a query like `SELECT zeroblob(900000000), zeroblob(900000000)` once grew a runner by ~3 GB):
+- `MAX_VALUE_BYTES` (1 MB): SQLite's length limit on the agent's connection (`SQLITE_LIMIT_LENGTH`): no string, blob
+  or row can be built larger, so `zeroblob(900000000)` or a 100 MB `group_concat` fails at once inside SQLite.
+- `SQLITE_HEAP_LIMIT_BYTES` (128 MiB): SQLite's hard heap limit (`PRAGMA hard_heap_limit`), for what one value cannot
+  show, e.g. a sort of thousands of 500 kB blobs. SQLite has one heap limit per *process*, not per connection: it is
+  lowered to this value on the first `execute_sql` (never raised; a lower limit set by someone else is kept), and it
+  then bounds every SQLite connection of the process. Past it SQLite fails the allocation; the agent gets an error.
+- `MAX_RESULT_BYTES` (4 MB) and 10,000 rows: the rows fetched into Python; the fetch stops as soon as either is
+  passed (the model only sees `limit` characters of them anyway).
 
     copy = database_copy("examples/spider/data/mini_spider/database/college/college.sqlite")
     print(execute_sql(copy, "SELECT count(*) FROM student").text)      # [(12,)]
@@ -27,6 +39,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +48,9 @@ from examples.spider.spider_eval.exec_match import QueryError, connect_readonly,
 __all__ = [
     "DEFAULT_QUERY_TIMEOUT_S",
     "DEFAULT_TRUNCATE",
+    "MAX_RESULT_BYTES",
+    "MAX_VALUE_BYTES",
+    "SQLITE_HEAP_LIMIT_BYTES",
     "Execution",
     "database_copy",
     "execute_sql",
@@ -45,7 +61,12 @@ __all__ = [
 
 DEFAULT_QUERY_TIMEOUT_S = 5.0
 DEFAULT_TRUNCATE = 2048
+MAX_VALUE_BYTES = 1_000_000
+MAX_RESULT_BYTES = 4_000_000
+SQLITE_HEAP_LIMIT_BYTES = 128 * 2**20
 _MAX_ROWS = 10_000
+_VALUE_OVERHEAD = 16  # bytes counted per value on top of its text/blob length (numbers and NULL count this only)
+_SHRINK_HINT = "select fewer or smaller values (aggregate, pick columns, add a LIMIT)"
 _READ_ONLY_HINT = ("the database is read-only: only one SELECT (or WITH ... SELECT) statement may run; writes, "
                    "ATTACH and PRAGMA are not allowed")
 
@@ -54,6 +75,8 @@ _DENIED_MARKERS = ("not authorized", "authorization denied", "readonly", "read-o
 _COPY_LOCK = threading.Lock()
 _COPIES: dict[tuple[str, int, int], Path] = {}
 _COPY_DIR: Path | None = None
+_HEAP_LIMIT_LOCK = threading.Lock()
+_HEAP_LIMIT_SET = False
 
 
 @dataclass
@@ -103,18 +126,88 @@ def database_copy(db_path: str | Path) -> Path:
         return copy
 
 
+def _lower_sqlite_heap_limit() -> None:
+    """Lower SQLite's process-wide hard heap limit to `SQLITE_HEAP_LIMIT_BYTES` (once; a lower limit is kept)."""
+    global _HEAP_LIMIT_SET
+    if _HEAP_LIMIT_SET:
+        return
+    with _HEAP_LIMIT_LOCK:
+        if _HEAP_LIMIT_SET:
+            return
+        # The agent's connection refuses PRAGMA (authorizer), and the limit is global anyway: set it from a private
+        # in-memory connection. The pragma only ever lowers the limit (0 = none yet).
+        conn = sqlite3.connect(":memory:")
+        try:
+            current = conn.execute("PRAGMA hard_heap_limit").fetchone()
+            if current is not None and (current[0] == 0 or current[0] > SQLITE_HEAP_LIMIT_BYTES):
+                conn.execute(f"PRAGMA hard_heap_limit = {int(SQLITE_HEAP_LIMIT_BYTES)}").fetchall()
+        except sqlite3.Error:  # pragma: no cover - SQLite < 3.31 has no hard heap limit; the other bounds still hold
+            pass
+        finally:
+            conn.close()
+        _HEAP_LIMIT_SET = True
+
+
+def _value_bytes(value: object) -> int:
+    if isinstance(value, str | bytes):
+        return len(value) + _VALUE_OVERHEAD
+    return _VALUE_OVERHEAD
+
+
+def _run_bounded(conn: sqlite3.Connection, sql: str, timeout_s: float) -> list[tuple[object, ...]]:
+    """Run one statement with a deadline, a row cap and a byte cap; raise `QueryError` (never MemoryError)."""
+    deadline = time.monotonic() + timeout_s
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+    try:
+        cursor = conn.execute(sql)
+        rows: list[tuple[object, ...]] = []
+        size = 0
+        while True:
+            batch = cursor.fetchmany(100)
+            if not batch:
+                break
+            for row in batch:
+                size += sum(_value_bytes(value) for value in row)
+            rows.extend(tuple(row) for row in batch)
+            if len(rows) > _MAX_ROWS:
+                raise QueryError(f"result has more than {_MAX_ROWS} rows")
+            if size > MAX_RESULT_BYTES:
+                raise QueryError(f"result is larger than the tool's cap: more than {MAX_RESULT_BYTES:,} bytes after "
+                                 f"{len(rows)} rows; {_SHRINK_HINT}")
+        return rows
+    except sqlite3.DataError as error:
+        if "too big" not in str(error):
+            raise QueryError(f"{type(error).__name__}: {error}") from error
+        raise QueryError(f"{type(error).__name__}: {error}: a value or row would exceed {MAX_VALUE_BYTES:,} bytes "
+                         f"(the length limit of this connection); {_SHRINK_HINT}") from error
+    except MemoryError:  # SQLite's heap limit (SQLITE_NOMEM), or Python's own allocations
+        raise QueryError(f"out of memory: the query needs more than the {SQLITE_HEAP_LIMIT_BYTES // 2**20} MiB "
+                         f"SQLite may use in this process; {_SHRINK_HINT}") from None
+    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError) as error:
+        if time.monotonic() > deadline:
+            raise QueryError(f"timed out after {timeout_s:g} s") from error
+        raise QueryError(f"{type(error).__name__}: {error}") from error
+    finally:
+        conn.set_progress_handler(None, 0)
+        if conn.in_transaction:
+            conn.rollback()
+
+
 def execute_sql(db_path: str | Path, sql: str, timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
                 limit: int = DEFAULT_TRUNCATE) -> Execution:
     """Run one model-written statement read-only on `db_path` (give it a `database_copy`); never raises for bad SQL.
 
-    The returned `text` is the result rows (`[(...), ...]`, at most `limit` characters) or `Error: <why>`.
+    The returned `text` is the result rows (`[(...), ...]`, at most `limit` characters) or `Error: <why>`. Memory is
+    bounded as the module docstring says: a query that would pass a bound is an error, not a crash.
     """
     if not sql.strip():
         error = "no SQL query found in the reply; write one SQLite query in a ```sql code block"
         return Execution(f"Error: {error}", error=error)
+    _lower_sqlite_heap_limit()
     conn = connect_readonly(db_path)
     try:
-        rows = run_query(conn, sql, timeout_s=timeout_s, max_rows=_MAX_ROWS)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        rows = _run_bounded(conn, sql, timeout_s)
     except QueryError as exc:
         error = str(exc)
         timed_out = error.startswith("timed out")
@@ -158,17 +251,64 @@ def table_info(db_path: str | Path, sample_rows: int = 3, limit: int = DEFAULT_T
 
 _FENCED = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 _BARE = re.compile(r"\b(SELECT|WITH)\b.*", re.DOTALL | re.IGNORECASE)
+_QUOTES = {"'": "'", '"': '"', "`": "`", "[": "]"}
+
+
+def _literal_end(text: str, start: int) -> int:
+    """Index just past the literal or quoted name opening at `start` (`''` escapes a quote; unclosed: the end)."""
+    close = _QUOTES[text[start]]
+    end = start + 1
+    while True:
+        end = text.find(close, end)
+        if end < 0:
+            return len(text)
+        if close != "]" and text.startswith(close * 2, end):
+            end += 2
+            continue
+        return end + 1
+
+
+def _first_statement(text: str, stop_at_blank_line: bool = False) -> str:
+    """`text` up to its first `;` outside literals, quoted names and comments (or a blank line, if asked).
+
+    Whitespace runs outside literals become one space and comments are dropped (a `--` comment would otherwise
+    swallow the rest once lines are joined); literals and quoted names are kept exactly. An unclosed literal runs to
+    the end of the text.
+    """
+    out: list[str] = []
+    gap = False  # whitespace or a comment since the last kept character
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == ";" or (stop_at_blank_line and text.startswith("\n\n", i)):
+            break
+        if char.isspace() or text.startswith(("--", "/*"), i):
+            if char.isspace():
+                i += 1
+            elif char == "-":
+                i = n if (newline := text.find("\n", i)) < 0 else newline
+            else:
+                i = n if (close := text.find("*/", i + 2)) < 0 else close + 2
+            gap = True
+            continue
+        if gap and out:
+            out.append(" ")
+        gap = False
+        end = _literal_end(text, i) if char in _QUOTES else i + 1
+        out.append(text[i:end])
+        i = end
+    return "".join(out)
 
 
 def extract_sql(reply: str) -> str:
     """The SQL query in a model reply: the last non-empty ```sql block, else text from the first SELECT/WITH.
 
-    Only the first statement is kept (up to the first `;`), whitespace is collapsed; "" when there is none.
+    Only the first statement is kept: up to the first `;` outside string literals, quoted names and comments (for a
+    bare query also up to the first blank line). Whitespace outside literals is collapsed and comments are dropped;
+    "" when there is no query.
     """
     blocks = [b.strip() for b in _FENCED.findall(reply or "") if b.strip()]
-    candidate = blocks[-1] if blocks else ""
-    if not candidate:
-        match = _BARE.search(reply or "")
-        candidate = match.group(0).split("\n\n", 1)[0] if match else ""
-    candidate = candidate.split(";", 1)[0]
-    return " ".join(candidate.split())
+    if blocks:
+        return _first_statement(blocks[-1])
+    match = _BARE.search(reply or "")
+    return _first_statement(match.group(0), stop_at_blank_line=True) if match else ""

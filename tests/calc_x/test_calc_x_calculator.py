@@ -86,3 +86,37 @@ def test_exact_arithmetic() -> None:
 def test_format(value: Fraction, text: str) -> None:
     assert format_result(value) == text
     assert calculate("1/3 + 1/3") == "2/3 ≈ 0.6666666667"
+
+
+@pytest.mark.parametrize(("expression", "text"), [
+    ("(10^29 + 1) / 2", "50000000000000000000000000000.5"),
+    ("-(10^29 + 1) / 8", "-12500000000000000000000000000.125"),
+    ("123456789012345678901234567891 / 10^10", "12345678901234567890.1234567891"),
+    ("(10^29 + 7) / 5", "20000000000000000000000000001.4"),
+    ("10^29 / 3", "100000000000000000000000000000/3 ≈ 33333333333333333333333333333.3"),
+    ("-(10^29 + 1) / 3", "-100000000000000000000000000001/3 ≈ -33333333333333333333333333333.7"),
+    ("(10^29 + 1) / 2^11", "100000000000000000000000000001/2048 ≈ 48828125000000000000000000.0"),
+])
+def test_large_values_are_exact_or_visibly_rounded(expression: str, text: str) -> None:
+    assert calculate(expression) == text
+
+
+@pytest.mark.parametrize("value", [
+    Fraction(10**29 + 1, 2), Fraction(-(10**29) - 1, 8), Fraction(10**29, 3), Fraction(-(10**29) - 1, 3),
+    Fraction(10**29 + 1, 2048), Fraction(2, 3), Fraction(-7, 3), Fraction(1, 7 * 10**20), Fraction(10**20 + 1, 10**10),
+    Fraction(5, 2), Fraction(10**29 - 1), Fraction(1, 2**40),
+])
+def test_every_format_matches_the_value_under_the_reward(value: Fraction) -> None:
+    """What the agent may copy (the exact part, or the part after `≈`) scores 1.0 against the exact reference, and
+    the exact part reads back as exactly the value; an approximation never shows a rounded integer part as exact."""
+    from examples.calc_x.reward import parse_number, score
+
+    text = format_result(value)
+    exact, _, approx = text.partition(" ≈ ")
+    assert parse_number(exact) == (value, False)
+    reference = f"{value.numerator}/{value.denominator}" if value.denominator != 1 else str(value.numerator)
+    assert score(f"### ANSWER: {exact} ###", reference).reward == 1.0
+    if approx:
+        assert score(f"### ANSWER: {approx} ###", reference).reward == 1.0
+        whole = abs(value.numerator) // value.denominator
+        assert abs(int(approx.split(".")[0])) in (whole, whole + 1), text  # every integer digit shown is right

@@ -3,8 +3,9 @@
 FakeUpstream answers `/v1/chat/completions` and `/v1/completions` like vLLM >= 0.10.2 with `return_token_ids`
 (top-level `prompt_token_ids` + `choices[i].token_ids` for chat; both in the choice for completions; SSE streaming
 with `prompt_token_ids` on the first chunk and `token_ids` on every chunk). Its behaviour is scripted per instance:
-`fail_with` (status code to answer), `delay_s`, `tool_call` (answer with a tool call). It counts requests and keeps
-the bodies it received.
+`fail_with` (status code to answer), `delay_s`, `tool_call` (answer with a tool call), `raw_reply` (answer HTTP 200
+with exactly these bytes, as `raw_content_type`, for chat, completions and streamed calls alike: a broken or foreign
+upstream). It counts requests and keeps the bodies it received.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 __all__ = ["SERVED_NAME", "FakeUpstream", "TcpForwarder"]
 
@@ -33,6 +34,8 @@ class FakeUpstream:
         self.fail_with: int | None = None
         self.delay_s = 0.0
         self.tool_call = False
+        self.raw_reply: bytes | None = None
+        self.raw_content_type = "application/json"
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -59,6 +62,8 @@ class FakeUpstream:
                 if self.fail_with:
                     return JSONResponse({"error": {"message": f"{self.name} scripted failure"}},
                                         status_code=self.fail_with)
+                if self.raw_reply is not None:
+                    return Response(self.raw_reply, media_type=self.raw_content_type)
                 if body.get("stream"):
                     return StreamingResponse(self._stream(body, chat), media_type="text/event-stream")
                 return JSONResponse(self._whole(body, chat))

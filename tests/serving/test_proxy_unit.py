@@ -410,3 +410,81 @@ async def test_proxy_and_store_bound_to_all_interfaces_publish_a_reachable_addre
     finally:
         await server.stop()
         await proxy.stop()
+
+
+UNUSABLE_REPLIES = {
+    "html_page": (b"<html><body>502 Bad Gateway (nginx)</body></html>", "text/html", "not JSON"),
+    "empty_body": (b"", "application/json", "not JSON"),
+    "truncated_json": (b'{"id": "chatcmpl-x", "choices": [{"mess', "application/json", "not JSON"),
+    "json_list": (b"[1, 2, 3]", "application/json", "not a JSON object"),
+    "error_object": (b'{"error": {"message": "model is overloaded"}}', "application/json", "model is overloaded"),
+    "choices_not_a_list": (b'{"id": "x", "choices": "nope"}', "application/json", "'choices'"),
+    "no_choices": (b'{"id": "x", "choices": []}', "application/json", "'choices'"),
+    "choice_not_an_object": (b'{"id": "x", "choices": [7]}', "application/json", "choices[0]"),
+    "message_not_an_object": (b'{"id": "x", "choices": [{"message": "hi"}]}', "application/json", "message"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNUSABLE_REPLIES))
+async def test_unusable_upstream_reply_is_502_and_recorded_as_error(proxy: LLMProxy, fake: FakeUpstream,
+                                                                    client: httpx.AsyncClient,
+                                                                    store: InMemoryLightningStore,
+                                                                    attempted: AttemptedRollout, name: str) -> None:
+    """An upstream that answers 200 with something that is not a usable completion: the client gets a 502 that names
+    the upstream and what was wrong, and the call is in the trace as an error span (it never vanishes)."""
+    fake.raw_reply, fake.raw_content_type, needle = UNUSABLE_REPLIES[name]
+    r = await client.post(_url(proxy, attempted) + "/chat/completions", json=CHAT)
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    message = error["message"]
+    assert error["type"] == "upstream_error" and error["code"] == 502
+    backend = normalize_backend_url(fake.url)
+    assert backend in message and "HTTP 200" in message and needle in message, message
+    assert "Fix:" in message
+    (span,) = await store.query_spans(attempted.rollout_id)
+    assert span.name == "llm.call" and span.status == "error"
+    assert span.attributes["error"] == message and span.attributes["http_status"] == 502
+    assert span.attributes["backend"] == backend and "response_token_ids" not in span.attributes
+    assert span.attributes["request"]["messages"] == CHAT["messages"]
+    assert proxy.pool.snapshot()[0]["failures"] == 1  # the replica is avoided for a while, like one answering 5xx
+    assert proxy.pool.snapshot()[0]["outstanding"] == 0
+
+
+async def test_unusable_reply_on_completions_and_plain_routes(proxy: LLMProxy, fake: FakeUpstream,
+                                                             client: httpx.AsyncClient,
+                                                             store: InMemoryLightningStore,
+                                                             attempted: AttemptedRollout) -> None:
+    fake.raw_reply, fake.raw_content_type = b"Service Unavailable", "text/plain"
+    r = await client.post(_url(proxy, attempted) + "/completions", json={"model": "m", "prompt": "2+2="})
+    assert r.status_code == 502 and "not JSON" in r.json()["error"]["message"]
+    (span,) = await store.query_spans(attempted.rollout_id)
+    assert span.status == "error" and span.attributes["endpoint"] == "completions"
+    r = await client.post(proxy.base_url + "/chat/completions", json=CHAT)  # plain route: not recorded, still clear
+    assert r.status_code == 502 and "not JSON" in r.json()["error"]["message"]
+    fake.raw_reply, fake.raw_content_type = b'{"id": "x", "object": "text_completion", "choices": [{"text": 3}]}', \
+        "application/json"
+    r = await client.post(_url(proxy, attempted) + "/completions", json={"model": "m", "prompt": "2+2="})
+    assert r.status_code == 502 and "choices[0]" in r.json()["error"]["message"]
+    assert [s.status for s in await store.query_spans(attempted.rollout_id)] == ["error", "error"]
+    fake.raw_reply = None  # the upstream recovers: calls go through and are recorded as ok again
+    r = await client.post(_url(proxy, attempted) + "/chat/completions", json=CHAT)
+    assert r.status_code == 200
+    assert [s.status for s in await store.query_spans(attempted.rollout_id)] == ["error", "error", "ok"]
+
+
+async def test_unusable_stream_chunk_is_recorded_as_error(proxy: LLMProxy, fake: FakeUpstream,
+                                                          client: httpx.AsyncClient, store: InMemoryLightningStore,
+                                                          attempted: AttemptedRollout) -> None:
+    fake.raw_reply, fake.raw_content_type = b"data: {not json\n\n", "text/event-stream"
+    async with client.stream("POST", _url(proxy, attempted) + "/chat/completions",
+                             json={**CHAT, "stream": True}) as response:
+        lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    error = json.loads(lines[-1][6:])["error"]
+    assert error["code"] == 502 and normalize_backend_url(fake.url) in error["message"]
+    for _ in range(100):  # a streamed call's span is written just after the stream ends
+        spans = await store.query_spans(attempted.rollout_id)
+        if spans:
+            break
+        await asyncio.sleep(0.02)
+    (span,) = spans
+    assert span.status == "error" and span.attributes["error"] == error["message"]
