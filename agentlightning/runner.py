@@ -10,7 +10,13 @@ Where this sits: task → store → **runner** → agent → proxy → vLLM → 
       → over `timeout_seconds`? attempt `timeout` (the store requeues it per RolloutConfig)
 
 Cancelling the loop (shutdown) cancels the agent and puts its claimed rollout back in the queue, so no rollout stays
-claimed forever. `agentlightning.runner_pool.RunnerPool` runs many loops in worker processes or Ray actors.
+claimed forever.
+
+Failures stay where they happen: a store error inside one rollout (its `running` report, its spans, its final report)
+ends that rollout only — logged, and the attempt left to the store's heartbeat deadline when it could not be
+reported — never the loop and its other rollouts. A claim that fails because the store is unreachable (past the
+client's retry deadline) is retried with back-off (1 s doubling to 30 s); the loop only ends on `stop`, when idle
+(`exit_when_idle_seconds`), or on a claim error that retrying cannot fix (a wrong token, say). `agentlightning.runner_pool.RunnerPool` runs many loops in worker processes or Ray actors.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from typing import Any
 
 from agentlightning.agent import LitAgent
 from agentlightning.emitter import emit_exception, emit_reward
-from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError
+from agentlightning.store.base import (
+    InvalidTransitionError,
+    LightningStore,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from agentlightning.tracer import Tracer
 from agentlightning.types import AttemptedRollout, NamedResources
 
@@ -93,11 +105,18 @@ async def _resources(store: LightningStore, rollout: AttemptedRollout, cache: di
 
 
 async def _report(store: LightningStore, rollout: AttemptedRollout, status: Any, metadata: dict[str, Any] | None
-                  ) -> None:
+                  ) -> bool:
+    """Record the attempt's status; False when the store refused it or could not be reached (logged)."""
     try:
         await store.update_attempt(rollout.rollout_id, rollout.attempt.attempt_id, status=status, metadata=metadata)
+        return True
     except (InvalidTransitionError, NotFoundError) as exc:  # e.g. cancelled meanwhile: the store has the last word
         logger.info("rollout %s: could not record %s (%s)", rollout.rollout_id, status, exc)
+    except StoreError as exc:  # unreachable past the client's deadline: the store's heartbeat deadline takes over
+        logger.error("rollout %s attempt %s: could not record %s: %s. The store will treat the attempt as "
+                     "unresponsive per the rollout's config", rollout.rollout_id, rollout.attempt.attempt_id, status,
+                     exc)
+    return False
 
 
 async def run_rollout(store: LightningStore, agent: LitAgent, rollout: AttemptedRollout, tracer: Tracer,
@@ -105,7 +124,13 @@ async def run_rollout(store: LightningStore, agent: LitAgent, rollout: Attempted
     """Run one claimed rollout to the end of its attempt; returns the status reported for the attempt."""
     cache = cache if cache is not None else {}
     rid, aid = rollout.rollout_id, rollout.attempt.attempt_id
-    await store.update_attempt(rid, aid, status="running")
+    try:
+        await store.update_attempt(rid, aid, status="running")
+    except (InvalidTransitionError, NotFoundError) as exc:  # cancelled or requeued between the claim and now
+        logger.info("rollout %s attempt %s was withdrawn before it started (%s); dropped", rid, aid, exc)
+        return "dropped"
+    except StoreError as exc:  # unreachable: run anyway, the later reports may get through
+        logger.warning("rollout %s attempt %s: could not report running (%s); running it anyway", rid, aid, exc)
     beat = asyncio.create_task(_heartbeat(store, rollout, config.heartbeat_seconds))
     status, metadata = "succeeded", None
     deadline: asyncio.Timeout | None = None
@@ -135,6 +160,9 @@ async def run_rollout(store: LightningStore, agent: LitAgent, rollout: Attempted
         with contextlib.suppress(Exception):
             await store.update_rollout(rid, status="requeuing", metadata={"requeued_by": "runner shutdown"})
         raise
+    except StoreError as exc:  # the tracer could not write the attempt's spans: its trace is incomplete
+        status, metadata = "failed", {"error": f"the attempt's spans could not be stored: {exc}"}
+        logger.error("rollout %s attempt %s: %s", rid, aid, metadata["error"])
     finally:
         beat.cancel()
     await _report(store, rollout, status, metadata)
@@ -159,6 +187,7 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
         min(config.poll_seconds, config.exit_when_idle_seconds)
     claim: asyncio.Task[AttemptedRollout | None] | None = None
     retry_at = 0.0  # after an empty answer to a short (not waiting) dequeue: poll_seconds later, or when one ends
+    backoff = 0.0  # after a claim that failed because the store is unreachable
     try:
         while not stop.is_set():
             timeout = None
@@ -170,7 +199,15 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
             waiting: set[asyncio.Future[Any]] = {*running, stopper, *([claim] if claim is not None else [])}
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if claim is not None and claim in done:
-                rollout, claim = claim.result(), None
+                try:
+                    rollout, claim = claim.result(), None
+                except StoreUnavailableError as exc:  # the store is away: wait and ask again, never exit for it
+                    claim, backoff = None, min(30.0, max(1.0, 2 * backoff))
+                    retry_at = time.monotonic() + backoff
+                    logger.warning("worker %s: cannot claim a rollout (%s); asking again in %.0f s", worker_id,
+                                   exc, backoff)
+                    continue
+                backoff = 0.0
                 if rollout is not None:
                     running.add(asyncio.create_task(run_rollout(store, agent, rollout, tracer, config, cache)))
                     idle_since = time.monotonic()
@@ -181,7 +218,9 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
                     retry_at = time.monotonic() + config.poll_seconds
             for task in done & running:
                 running.discard(task)
-                task.result()
+                if (error := task.exception()) is not None:  # a bug or store error outside the agent: this rollout only
+                    logger.error("worker %s: a rollout ended with %s: %s; the worker goes on", worker_id,
+                                 type(error).__name__, error, exc_info=error)
                 count += 1
                 idle_since, retry_at = time.monotonic(), 0.0
     finally:

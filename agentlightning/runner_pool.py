@@ -246,7 +246,7 @@ class RunnerPool:
 
 async def _serve(agent: LitAgent, tracer: Tracer | None, store_url: str, token: str | None, worker_id: str,
                  config: RunnerConfig, stop: asyncio.Event) -> int:
-    from agentlightning.store.http import LightningStoreClient
+    from agentlightning.store.client import LightningStoreClient
 
     client = LightningStoreClient(store_url, token=token)
     try:

@@ -4,6 +4,10 @@ Workload per rollout (what a training step does to the store): enqueue → deque
 10 × add_span (what the proxy/tracer writes) → mark succeeded; `--workers` concurrent workers share the queue.
 Store calls per rollout: 1 + 1 + 1 + 10 + 1 = 14.
 
+Each backend runs twice: with an idempotency key on every write (what `LightningStoreClient` always sends, so that
+retries are safe) and without (the baseline; over HTTP a client subclass that drops its keys), and the last column
+is the cost of the keys as a throughput ratio, keyed / keyless, measured in the same run.
+
 Run: `.venv/bin/python benchmarks/store_bench.py [--rollouts 300] [--workers 8]`
 """
 
@@ -25,13 +29,21 @@ from agentlightning.store import (
     LightningStoreServer,
     SqliteLightningStore,
 )
+from agentlightning.store.idempotency import new_key
 from agentlightning.types import Span
 
 CALLS_PER_ROLLOUT = 14
 
 
+class _KeylessClient(LightningStoreClient):
+    """The baseline of the keys' cost: the HTTP client with its idempotency keys dropped (not safe to retry)."""
+
+    async def _call(self, *args, key: str | None = None, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        return await super()._call(*args, **kwargs)
+
+
 @asynccontextmanager
-async def open_backend(kind: str, folder: Path) -> AsyncIterator[LightningStore]:
+async def open_backend(kind: str, folder: Path, keys: bool = True) -> AsyncIterator[LightningStore]:
     inner: LightningStore = InMemoryLightningStore() if kind.endswith("memory") else SqliteLightningStore(
         folder / f"{kind}.sqlite")
     if not kind.startswith("http"):
@@ -40,7 +52,7 @@ async def open_backend(kind: str, folder: Path) -> AsyncIterator[LightningStore]
         return
     server = LightningStoreServer(inner)
     server.start_in_thread()  # own loop/thread: the client's requests really cross the loopback
-    client = LightningStoreClient(server.url)
+    client = (LightningStoreClient if keys else _KeylessClient)(server.url)
     try:
         yield client
     finally:
@@ -48,20 +60,24 @@ async def open_backend(kind: str, folder: Path) -> AsyncIterator[LightningStore]
         server.stop_thread()
 
 
-async def workload(store: LightningStore, rollouts: int, workers: int) -> float:
+async def workload(store: LightningStore, rollouts: int, workers: int, keys: bool = True) -> float:
+    def key() -> str | None:
+        return new_key() if keys else None
+
     started = time.perf_counter()
     for i in range(rollouts):
-        await store.enqueue_rollout({"i": i})
+        await store.enqueue_rollout({"i": i}, idempotency_key=key())
 
     async def worker(name: str) -> None:
-        while (claimed := await store.dequeue_rollout(name)) is not None:
+        while (claimed := await store.dequeue_rollout(name, idempotency_key=key())) is not None:
             rid, aid = claimed.rollout_id, claimed.attempt.attempt_id
-            await store.update_attempt(rid, aid, status="running")
+            await store.update_attempt(rid, aid, status="running", idempotency_key=key())
             for k in range(10):
                 await store.add_span(Span(rollout_id=rid, attempt_id=aid, span_id=f"s{k}", name="llm.call",
                                           attributes={"prompt_token_ids": list(range(64)),
-                                                      "response_token_ids": list(range(32))}))
-            await store.update_attempt(rid, aid, status="succeeded")
+                                                      "response_token_ids": list(range(32))}),
+                                     idempotency_key=key())
+            await store.update_attempt(rid, aid, status="succeeded", idempotency_key=key())
 
     await asyncio.gather(*(worker(f"w{w}") for w in range(workers)))
     elapsed = time.perf_counter() - started
@@ -78,28 +94,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default="memory,sqlite,http-memory,http-sqlite")
     args = parser.parse_args(argv)
 
-    results: dict[str, float] = {}
+    results: dict[tuple[str, bool], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.backends.split(","):
-            times = []
-            for r in range(args.repeats):
-                async def one(kind: str = kind, r: int = r) -> float:
-                    folder = Path(tmp) / f"{kind}-{r}"
-                    folder.mkdir()
-                    async with open_backend(kind, folder) as store:
-                        return await workload(store, args.rollouts, args.workers)
+            for keys in (False, True):
+                times = []
+                for r in range(args.repeats):
+                    async def one(kind: str = kind, r: int = r, keys: bool = keys) -> float:
+                        folder = Path(tmp) / f"{kind}-{keys}-{r}"
+                        folder.mkdir()
+                        async with open_backend(kind, folder, keys) as store:
+                            return await workload(store, args.rollouts, args.workers, keys)
 
-                times.append(asyncio.run(one()))
-            results[kind] = statistics.median(times)
+                    times.append(asyncio.run(one()))
+                results[(kind, keys)] = statistics.median(times)
 
-    base = results.get("memory")
+    base = results.get(("memory", True))
     ops: Callable[[float], float] = lambda seconds: args.rollouts * CALLS_PER_ROLLOUT / seconds  # noqa: E731
     print(f"store_bench: {args.rollouts} rollouts x {CALLS_PER_ROLLOUT} calls, {args.workers} workers, "
-          f"median of {args.repeats}")
-    print(f"{'backend':<12} {'seconds':>8} {'ops/s':>10} {'rollouts/s':>11} {'ratio_vs_memory':>16}")
-    for kind, seconds in results.items():
+          f"median of {args.repeats}; idempotency keys on every write")
+    print(f"{'backend':<12} {'seconds':>8} {'ops/s':>10} {'rollouts/s':>11} {'ratio_vs_memory':>16} "
+          f"{'keyed/keyless':>14}")
+    for kind in args.backends.split(","):
+        seconds, keyless = results[(kind, True)], results[(kind, False)]
         ratio = f"{ops(seconds) / ops(base):.3f}" if base else "n/a"
-        print(f"{kind:<12} {seconds:>8.2f} {ops(seconds):>10.0f} {args.rollouts / seconds:>11.1f} {ratio:>16}")
+        print(f"{kind:<12} {seconds:>8.2f} {ops(seconds):>10.0f} {args.rollouts / seconds:>11.1f} {ratio:>16} "
+              f"{keyless / seconds:>14.3f}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ __all__ = ["LLMProxy"]
 
 logger = logging.getLogger(__name__)
 
+# Agents' clients drop idle connections after 5 s (openai's and httpx's default, also in agentlightning.clients);
+# the proxy keeps them 75 s, so it is always the client that closes an idle connection, never mid-request.
+KEEP_ALIVE_SECONDS = 75
+UPSTREAM_KEEP_ALIVE_SECONDS = 4.0
+
 
 def _check_model_list(model_list: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     checked: dict[str, dict[str, Any]] = {}
@@ -150,8 +155,10 @@ class LLMProxy:
 
     # ------------------------------------------------------------------ lifecycle
     def _new_client(self) -> httpx.AsyncClient:
+        # Idle upstream connections are dropped after 4 s, before vLLM's uvicorn closes them (its keep-alive is 5 s):
+        # a request is then never sent on a connection the server is closing (a `ReadError` mid-rollout).
         limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections,
-                              keepalive_expiry=60.0)
+                              keepalive_expiry=UPSTREAM_KEEP_ALIVE_SECONDS)
         timeout = httpx.Timeout(self.timeout_s, connect=5.0, pool=self.timeout_s)
         return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
 
@@ -161,7 +168,7 @@ class LLMProxy:
             raise RuntimeError(f"LLMProxy already started on {self.url}; call stop() first")
         self.client = self._new_client()
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
-                                access_log=False, timeout_keep_alive=60)
+                                access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:

@@ -1,8 +1,16 @@
 """Store backends behind one contract (`base.LightningStore`): in-memory, SQLite, and HTTP server/client."""
 
-from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, StoreError
-from agentlightning.store.http import LightningStoreClient, LightningStoreServer, StoreRequestError
+from agentlightning.store.base import (
+    InvalidTransitionError,
+    LightningStore,
+    NotFoundError,
+    StoreError,
+    StoreRequestError,
+    StoreUnavailableError,
+)
+from agentlightning.store.client import LightningStoreClient
 from agentlightning.store.memory import InMemoryLightningStore
+from agentlightning.store.server import LightningStoreServer
 from agentlightning.store.sqlite import SqliteLightningStore
 
 __all__ = [
@@ -15,4 +23,5 @@ __all__ = [
     "SqliteLightningStore",
     "StoreError",
     "StoreRequestError",
+    "StoreUnavailableError",
 ]

@@ -32,14 +32,27 @@ Rules that make retries safe:
 - Span `sequence_id`s are a per-attempt counter kept by the store (`get_next_span_sequence_id`); `add_span` assigns
   the next one when a span arrives without it.
 
+Idempotency (what makes network retries safe): every mutating method takes `idempotency_key=`. A call whose key the
+store has already seen is not applied again; it returns the answer of the first call with that key (the same
+rollout ids, the same claim, the same span sequence ids), looked up in the same atomic step as the change. The HTTP
+client makes one key per logical call and resends it with each retry, so a write whose answer was lost is applied
+exactly once. Keys are kept one hour (at most 200,000 in memory; the SQLite store keeps them in its file, across
+restarts); a key reused for another method raises `StoreRequestError`. A `dequeue_rollout` that claimed nothing
+records nothing (repeating it just polls again). `cancel` and `update_rollout(status=...)` to the same status are
+idempotent even without a key. Sequence-id reservations take no key: a repeated one only leaves a gap in the order.
+
 What raises (all subclasses of `StoreError`):
 - `NotFoundError`: an unknown rollout, attempt or resources id (the message names it).
 - `InvalidTransitionError`: an illegal status change (the message names the id, its state and the requested state).
+- `StoreRequestError`: a malformed request (a bad value, an idempotency key reused for another method).
+- `StoreUnavailableError` (HTTP client only): the store did not answer within the client's retry deadline; the
+  message names the store URL, the call and the last transport error.
 """
 
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -56,7 +69,8 @@ from agentlightning.types import (
     Span,
 )
 
-__all__ = ["InvalidTransitionError", "LightningStore", "NotFoundError", "RolloutRequest", "StoreError"]
+__all__ = ["InvalidTransitionError", "LightningStore", "NotFoundError", "RolloutRequest", "StoreError",
+           "StoreRequestError", "StoreUnavailableError"]
 
 
 class StoreError(Exception):
@@ -71,6 +85,14 @@ class InvalidTransitionError(StoreError):
     """A status change the status machine forbids."""
 
 
+class StoreRequestError(StoreError, ValueError):
+    """The store rejected a request as malformed (HTTP 400)."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The store could not be reached, or did not answer, within the client's retry deadline."""
+
+
 RolloutRequest = dict[str, Any]
 """Keyword arguments of `enqueue_rollout` (`input` required), as used by `enqueue_many_rollouts`."""
 
@@ -79,7 +101,6 @@ class LightningStore(abc.ABC):
     """Async contract of every store backend (see the module docstring for the status machine)."""
 
     # ------------------------------------------------------------------ rollouts
-    @abc.abstractmethod
     async def enqueue_rollout(
         self,
         input: Any,
@@ -87,16 +108,20 @@ class LightningStore(abc.ABC):
         resources_id: str | None = None,
         config: RolloutConfig | None = None,
         metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Rollout:
         """Add a rollout in status `queuing`; returns it with its new `rollout_id`."""
+        request = dict(input=input, mode=mode, resources_id=resources_id, config=config, metadata=metadata)
+        return (await self.enqueue_many_rollouts([request], idempotency_key=idempotency_key))[0]
 
     @abc.abstractmethod
-    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
+    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest], idempotency_key: str | None = None
+                                    ) -> list[Rollout]:
         """Enqueue several rollouts in one step (atomic: all or none), in order."""
 
     @abc.abstractmethod
-    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
-                              ) -> AttemptedRollout | None:
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0,
+                              idempotency_key: str | None = None) -> AttemptedRollout | None:
         """Atomically claim the oldest `queuing`/`requeuing` rollout and create its next attempt (`preparing`).
         Returns None when nothing is queued; with `wait_seconds` > 0, waits up to that long for a rollout to be
         queued first (a long poll: idle runners cost nothing, and claim new work as soon as it is enqueued)."""
@@ -110,6 +135,7 @@ class LightningStore(abc.ABC):
         heartbeat: bool = False,
         worker_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Attempt:
         """Record an attempt's progress: a new status, a heartbeat, or metadata (merged). Drives the rollout when the
         attempt is the latest of a non-terminal rollout. Raises NotFoundError / InvalidTransitionError."""
@@ -121,13 +147,14 @@ class LightningStore(abc.ABC):
         status: RolloutStatus | None = None,
         metadata: dict[str, Any] | None = None,
         resources_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Rollout:
         """Change a rollout directly (metadata is merged). Terminal rollouts cannot change status; setting
         `queuing`/`requeuing` puts it back in the queue (its active attempt, if any, is marked failed)."""
 
-    @abc.abstractmethod
-    async def cancel(self, rollout_id: str) -> Rollout:
+    async def cancel(self, rollout_id: str, idempotency_key: str | None = None) -> Rollout:
         """Cancel a non-terminal rollout (idempotent on an already cancelled one)."""
+        return await self.update_rollout(rollout_id, status="cancelled", idempotency_key=idempotency_key)
 
     @abc.abstractmethod
     async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
@@ -164,25 +191,26 @@ class LightningStore(abc.ABC):
         loop: it never awaits). The tracer uses it to order a span at the moment the span ends, so tracer spans and
         proxy spans of one attempt interleave correctly without clocks."""
 
-    @abc.abstractmethod
-    async def add_span(self, span: Span) -> Span:
+    async def add_span(self, span: Span, idempotency_key: str | None = None) -> Span:
         """Store a span (assigning `sequence_id` if missing). Its rollout and attempt must exist."""
+        return (await self.add_spans([span], idempotency_key=idempotency_key))[0]
 
-    async def add_spans(self, spans: Sequence[Span]) -> list[Span]:
-        """Store several spans, in order."""
-        return [await self.add_span(span) for span in spans]
+    @abc.abstractmethod
+    async def add_spans(self, spans: Sequence[Span], idempotency_key: str | None = None) -> list[Span]:
+        """Store several spans, in order, in one step."""
 
     @abc.abstractmethod
     async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
         """Spans of one attempt (`"latest"`: the newest attempt; None: all attempts), by attempt then sequence id."""
 
     # ------------------------------------------------------------------ resources
-    @abc.abstractmethod
-    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
+    async def add_resources(self, resources: NamedResources, idempotency_key: str | None = None) -> ResourcesUpdate:
         """Publish a new resources version with a fresh `resources_id`; it becomes the latest."""
+        return await self.update_resources(f"rs-{uuid.uuid4().hex[:12]}", resources, idempotency_key=idempotency_key)
 
     @abc.abstractmethod
-    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+    async def update_resources(self, resources_id: str, resources: NamedResources,
+                               idempotency_key: str | None = None) -> ResourcesUpdate:
         """Create or replace the resources under a chosen id (its version increments); it becomes the latest."""
 
     @abc.abstractmethod

@@ -1,7 +1,8 @@
 """`InMemoryLightningStore`: the default store, dicts behind one asyncio lock (contract: `store/base.py`).
 
 Where this sits: in the trainer process. Runners in other processes reach it through `LightningStoreServer`.
-Nothing survives the process; use `SqliteLightningStore` when it must.
+Nothing survives the process; use `SqliteLightningStore` when it must. Idempotency keys (`store/idempotency.py`) are
+looked up and recorded under the same lock as the change they guard.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from agentlightning.store.base import LightningStore, NotFoundError, RolloutRequest
+from agentlightning.store.idempotency import MISS, KeyCache
 from agentlightning.store.transitions import (
     apply_attempt_status,
     apply_rollout_status,
@@ -22,7 +24,6 @@ from agentlightning.store.transitions import (
     expired_status,
     find_attempt,
     new_attempt,
-    new_id,
     patch_attempt,
     patch_rollout,
     select_attempt_ids,
@@ -35,8 +36,6 @@ from agentlightning.types import (
     NamedResources,
     ResourcesUpdate,
     Rollout,
-    RolloutConfig,
-    RolloutMode,
     RolloutStatus,
     Span,
 )
@@ -59,6 +58,7 @@ class InMemoryLightningStore(LightningStore):
         self._counter_lock = threading.Lock()  # counters are also bumped from tracer threads (reserve_...)
         self._resources: dict[str, ResourcesUpdate] = {}
         self._latest_resources_id: str | None = None
+        self._keys = KeyCache()
 
     # ------------------------------------------------------------------ helpers (call with the lock held)
     def _rollout(self, rollout_id: str) -> Rollout:
@@ -94,20 +94,13 @@ class InMemoryLightningStore(LightningStore):
                 self._save(*apply_attempt_status(rollout, attempt, status, True, now))
 
     # ------------------------------------------------------------------ rollouts
-    async def enqueue_rollout(
-        self,
-        input: Any,
-        mode: RolloutMode | None = None,
-        resources_id: str | None = None,
-        config: RolloutConfig | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Rollout:
-        return (await self.enqueue_many_rollouts([dict(input=input, mode=mode, resources_id=resources_id,
-                                                       config=config, metadata=metadata)]))[0]
-
-    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
+    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest], idempotency_key: str | None = None
+                                    ) -> list[Rollout]:
         rollouts = [build_rollout(**request) for request in requests]
         async with self._lock:
+            if (first := self._keys.get(idempotency_key, "enqueue_many_rollouts")) is not MISS:
+                return first
+            self._keys.put(idempotency_key, "enqueue_many_rollouts", rollouts)
             for rollout in rollouts:
                 self._rollouts[rollout.rollout_id] = rollout
                 self._attempts[rollout.rollout_id] = []
@@ -116,11 +109,14 @@ class InMemoryLightningStore(LightningStore):
             self._queued.notify_all()
         return rollouts
 
-    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
-                              ) -> AttemptedRollout | None:
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0,
+                              idempotency_key: str | None = None) -> AttemptedRollout | None:
         deadline = time.monotonic() + max(0.0, wait_seconds)
         async with self._lock:
             while True:
+                # (checked on every wake-up: a repeat may wait while the first call, whose client left, claims)
+                if (first := self._keys.get(idempotency_key, "dequeue_rollout")) is not MISS:
+                    return first
                 self._sweep()
                 while self._queue:
                     rollout = self._rollouts[self._queue.pop(0)]
@@ -129,7 +125,9 @@ class InMemoryLightningStore(LightningStore):
                     rollout, attempt = new_attempt(rollout, worker_id, time.time())
                     self._attempts[rollout.rollout_id].append(attempt)
                     self._save(rollout)
-                    return AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+                    claimed = AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+                    self._keys.put(idempotency_key, "dequeue_rollout", claimed)
+                    return claimed
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -149,8 +147,11 @@ class InMemoryLightningStore(LightningStore):
         heartbeat: bool = False,
         worker_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Attempt:
         async with self._lock:
+            if (first := self._keys.get(idempotency_key, "update_attempt")) is not MISS:
+                return first
             rollout = self._rollout(rollout_id)
             attempt, is_latest = self._attempt(rollout_id, attempt_id)
             now = time.time()
@@ -158,6 +159,7 @@ class InMemoryLightningStore(LightningStore):
             if status is not None:
                 rollout, attempt = apply_attempt_status(rollout, attempt, status, is_latest, now)
             self._save(rollout, attempt)
+            self._keys.put(idempotency_key, "update_attempt", attempt)
             return attempt
 
     async def update_rollout(
@@ -166,8 +168,11 @@ class InMemoryLightningStore(LightningStore):
         status: RolloutStatus | None = None,
         metadata: dict[str, Any] | None = None,
         resources_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Rollout:
         async with self._lock:
+            if (first := self._keys.get(idempotency_key, "update_rollout")) is not MISS:
+                return first
             rollout = self._rollout(rollout_id)
             attempts = self._attempts[rollout_id]
             attempt = attempts[-1] if attempts else None
@@ -175,13 +180,8 @@ class InMemoryLightningStore(LightningStore):
                 rollout, attempt = apply_rollout_status(rollout, attempt, status, time.time())
             rollout = patch_rollout(rollout, metadata, resources_id)
             self._save(rollout, attempt)
+            self._keys.put(idempotency_key, "update_rollout", rollout)
             return rollout
-
-    async def cancel(self, rollout_id: str) -> Rollout:
-        async with self._lock:
-            if self._rollout(rollout_id).status == "cancelled":
-                return self._rollouts[rollout_id]
-        return await self.update_rollout(rollout_id, status="cancelled")
 
     async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -239,17 +239,25 @@ class InMemoryLightningStore(LightningStore):
     def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         return self._next_sequence_id(rollout_id, attempt_id)
 
-    async def add_span(self, span: Span) -> Span:
+    async def add_spans(self, spans: Sequence[Span], idempotency_key: str | None = None) -> list[Span]:
         async with self._lock:
-            if span.sequence_id is None:
-                span = span.model_copy(update={"sequence_id": self._next_sequence_id(span.rollout_id, span.attempt_id)})
-            else:
+            if (first := self._keys.get(idempotency_key, "add_spans")) is not MISS:
+                return first
+            for span in spans:  # all or nothing: check every span's attempt before storing any
+                self._rollout(span.rollout_id)
                 self._attempt(span.rollout_id, span.attempt_id)
+            stored = []
+            for span in spans:
                 key = (span.rollout_id, span.attempt_id)
-                with self._counter_lock:
-                    self._span_counters[key] = max(self._span_counters.get(key, 0), span.sequence_id)
-            self._spans.setdefault((span.rollout_id, span.attempt_id), []).append(span)
-            return span
+                if span.sequence_id is None:
+                    span = span.model_copy(update={"sequence_id": self._next_sequence_id(*key)})
+                else:
+                    with self._counter_lock:
+                        self._span_counters[key] = max(self._span_counters.get(key, 0), span.sequence_id)
+                self._spans.setdefault(key, []).append(span)
+                stored.append(span)
+            self._keys.put(idempotency_key, "add_spans", stored)
+            return stored
 
     async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
         async with self._lock:
@@ -261,11 +269,11 @@ class InMemoryLightningStore(LightningStore):
             return spans
 
     # ------------------------------------------------------------------ resources
-    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
-        return await self.update_resources(new_id("rs"), resources)
-
-    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+    async def update_resources(self, resources_id: str, resources: NamedResources,
+                               idempotency_key: str | None = None) -> ResourcesUpdate:
         async with self._lock:
+            if (first := self._keys.get(idempotency_key, "update_resources")) is not MISS:
+                return first
             previous = self._resources.get(resources_id)
             update = ResourcesUpdate.model_validate(
                 {"resources_id": resources_id, "version": previous.version + 1 if previous else 1,
@@ -273,6 +281,7 @@ class InMemoryLightningStore(LightningStore):
             )
             self._resources[resources_id] = update
             self._latest_resources_id = resources_id
+            self._keys.put(idempotency_key, "update_resources", update)
             return update
 
     async def get_latest_resources(self) -> ResourcesUpdate | None:

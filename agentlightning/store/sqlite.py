@@ -9,6 +9,9 @@ On open the store sweeps once, so attempts that ran out their `timeout_seconds` 
 process was down are marked and their rollouts requeued or failed per config. Attempts still within their limits are
 left alone: their runners may still be alive and will report.
 
+Idempotency keys (`store/idempotency.py`) live in the table `idempotency`, looked up and written in the transaction of
+the change they guard, so they survive a restart of the store; keys older than an hour are pruned as new ones come.
+
 All SQLite work happens on one private thread (sqlite3 connections are not thread-safe); several processes may open
 the same file: SQLite's file lock plus `BEGIN IMMEDIATE` make `dequeue_rollout` atomic across them too.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from agentlightning.store.base import LightningStore, NotFoundError, RolloutRequest
+from agentlightning.store.idempotency import ANSWERS, DEFAULT_TTL_SECONDS, MISS, wrong_method
 from agentlightning.store.transitions import (
     apply_attempt_status,
     apply_rollout_status,
@@ -31,7 +35,6 @@ from agentlightning.store.transitions import (
     expired_status,
     find_attempt,
     new_attempt,
-    new_id,
     patch_attempt,
     patch_rollout,
     select_attempt_ids,
@@ -44,8 +47,6 @@ from agentlightning.types import (
     NamedResources,
     ResourcesUpdate,
     Rollout,
-    RolloutConfig,
-    RolloutMode,
     RolloutStatus,
     Span,
 )
@@ -67,7 +68,11 @@ CREATE TABLE IF NOT EXISTS spans (
 CREATE INDEX IF NOT EXISTS spans_attempt ON spans(rollout_id, attempt_id, sequence_id);
 CREATE TABLE IF NOT EXISTS resources (
     resources_id TEXT PRIMARY KEY, version INTEGER NOT NULL, touched INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, method TEXT NOT NULL, created REAL NOT NULL, answer TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created);
 """
+_PRUNE_EVERY = 1000  # keyed writes between two prunes of expired keys
 
 
 class SqliteLightningStore(LightningStore):
@@ -79,6 +84,7 @@ class SqliteLightningStore(LightningStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agl-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._keyed_writes = 0
         self._executor.submit(self._open, synchronous).result()
 
     # ------------------------------------------------------------------ plumbing
@@ -124,6 +130,40 @@ class SqliteLightningStore(LightningStore):
         await asyncio.get_running_loop().run_in_executor(self._executor, _close)
         self._executor.shutdown(wait=True)
 
+    # ------------------------------------------------------------------ idempotency keys (store thread only)
+    @staticmethod
+    def _key_get(conn: sqlite3.Connection, key: str | None, method: str) -> Any:
+        if key is None:
+            return MISS
+        row = conn.execute("SELECT method, created, answer FROM idempotency WHERE key=?", (key,)).fetchone()
+        if row is None or time.time() - row[1] > DEFAULT_TTL_SECONDS:
+            return MISS
+        if row[0] != method:
+            raise wrong_method(key, row[0], method)
+        return ANSWERS[method].validate_json(row[2])
+
+    def _key_put(self, conn: sqlite3.Connection, key: str | None, method: str, answer: Any) -> None:
+        if key is None:
+            return
+        now = time.time()
+        conn.execute("INSERT OR REPLACE INTO idempotency(key, method, created, answer) VALUES (?, ?, ?, ?)",
+                     (key, method, now, ANSWERS[method].dump_json(answer).decode()))
+        self._keyed_writes += 1
+        if self._keyed_writes % _PRUNE_EVERY == 0:
+            conn.execute("DELETE FROM idempotency WHERE created < ?", (now - DEFAULT_TTL_SECONDS,))
+
+    def _keyed(self, key: str | None, method: str, fn: Callable[[sqlite3.Connection], T]
+               ) -> Callable[[sqlite3.Connection], T]:
+        """`fn` wrapped so that, in its transaction, a known key answers its first answer and a new one is recorded."""
+        def op(conn: sqlite3.Connection) -> T:
+            if (first := self._key_get(conn, key, method)) is not MISS:
+                return first
+            answer = fn(conn)
+            self._key_put(conn, key, method, answer)
+            return answer
+
+        return op
+
     # ------------------------------------------------------------------ row helpers (store thread only)
     @staticmethod
     def _get_rollout(conn: sqlite3.Connection, rollout_id: str) -> Rollout:
@@ -167,18 +207,8 @@ class SqliteLightningStore(LightningStore):
                 self._save(conn, *apply_attempt_status(rollout, attempt, status, True, now))
 
     # ------------------------------------------------------------------ rollouts
-    async def enqueue_rollout(
-        self,
-        input: Any,
-        mode: RolloutMode | None = None,
-        resources_id: str | None = None,
-        config: RolloutConfig | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Rollout:
-        return (await self.enqueue_many_rollouts([dict(input=input, mode=mode, resources_id=resources_id,
-                                                       config=config, metadata=metadata)]))[0]
-
-    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest]) -> list[Rollout]:
+    async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest], idempotency_key: str | None = None
+                                    ) -> list[Rollout]:
         rollouts = [build_rollout(**request) for request in requests]
 
         def op(conn: sqlite3.Connection) -> list[Rollout]:
@@ -189,14 +219,14 @@ class SqliteLightningStore(LightningStore):
             )
             return rollouts
 
-        return await self._run(op)
+        return await self._run(self._keyed(idempotency_key, "enqueue_many_rollouts", op))
 
-    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0
-                              ) -> AttemptedRollout | None:
+    async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0,
+                              idempotency_key: str | None = None) -> AttemptedRollout | None:
         deadline = time.monotonic() + max(0.0, wait_seconds)
         swept = time.monotonic()
         while True:
-            claimed = await self._dequeue_once(worker_id)  # a write transaction that also sweeps expired attempts
+            claimed = await self._dequeue_once(worker_id, idempotency_key)  # a write transaction that also sweeps expired attempts
             if claimed is not None or time.monotonic() >= deadline:
                 return claimed
             # other processes may enqueue into the same file: poll it with a read of the status index, and claim
@@ -217,8 +247,10 @@ class SqliteLightningStore(LightningStore):
             raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, probe)
 
-    async def _dequeue_once(self, worker_id: str | None) -> AttemptedRollout | None:
+    async def _dequeue_once(self, worker_id: str | None, key: str | None) -> AttemptedRollout | None:
         def op(conn: sqlite3.Connection) -> AttemptedRollout | None:
+            if (first := self._key_get(conn, key, "dequeue_rollout")) is not MISS:
+                return first  # (an empty answer is not recorded: repeating it just polls again)
             self._sweep(conn)
             row = conn.execute(
                 "SELECT data FROM rollouts WHERE status IN ('queuing', 'requeuing') ORDER BY queue_order LIMIT 1"
@@ -229,7 +261,9 @@ class SqliteLightningStore(LightningStore):
             conn.execute("INSERT INTO attempts(attempt_id, rollout_id, sequence_id, data) VALUES (?, ?, ?, ?)",
                          (attempt.attempt_id, attempt.rollout_id, attempt.sequence_id, attempt.model_dump_json()))
             self._save(conn, rollout)
-            return AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+            claimed = AttemptedRollout(**rollout.model_dump(), attempt=attempt)
+            self._key_put(conn, key, "dequeue_rollout", claimed)
+            return claimed
 
         return await self._run(op)
 
@@ -241,6 +275,7 @@ class SqliteLightningStore(LightningStore):
         heartbeat: bool = False,
         worker_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Attempt:
         def op(conn: sqlite3.Connection) -> Attempt:
             rollout = self._get_rollout(conn, rollout_id)
@@ -252,7 +287,7 @@ class SqliteLightningStore(LightningStore):
             self._save(conn, rollout, attempt)
             return attempt
 
-        return await self._run(op)
+        return await self._run(self._keyed(idempotency_key, "update_attempt", op))
 
     async def update_rollout(
         self,
@@ -260,6 +295,7 @@ class SqliteLightningStore(LightningStore):
         status: RolloutStatus | None = None,
         metadata: dict[str, Any] | None = None,
         resources_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Rollout:
         def op(conn: sqlite3.Connection) -> Rollout:
             rollout = self._get_rollout(conn, rollout_id)
@@ -271,11 +307,7 @@ class SqliteLightningStore(LightningStore):
             self._save(conn, rollout, attempt)
             return rollout
 
-        return await self._run(op)
-
-    async def cancel(self, rollout_id: str) -> Rollout:
-        rollout = await self.get_rollout_by_id(rollout_id)
-        return rollout if rollout.status == "cancelled" else await self.update_rollout(rollout_id, status="cancelled")
+        return await self._run(self._keyed(idempotency_key, "update_rollout", op))
 
     async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -329,10 +361,7 @@ class SqliteLightningStore(LightningStore):
             raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
         return self._executor.submit(self._tx, lambda c: self._next_sequence_id(c, rollout_id, attempt_id)).result()
 
-    async def add_span(self, span: Span) -> Span:
-        return (await self.add_spans([span]))[0]
-
-    async def add_spans(self, spans: Sequence[Span]) -> list[Span]:
+    async def add_spans(self, spans: Sequence[Span], idempotency_key: str | None = None) -> list[Span]:
         def op(conn: sqlite3.Connection) -> list[Span]:
             stored = []
             for span in spans:
@@ -348,7 +377,7 @@ class SqliteLightningStore(LightningStore):
                 stored.append(span)
             return stored
 
-        return await self._run(op)
+        return await self._run(self._keyed(idempotency_key, "add_spans", op))
 
     async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
         def op(conn: sqlite3.Connection) -> list[Span]:
@@ -364,10 +393,8 @@ class SqliteLightningStore(LightningStore):
         return await self._run(op)
 
     # ------------------------------------------------------------------ resources
-    async def add_resources(self, resources: NamedResources) -> ResourcesUpdate:
-        return await self.update_resources(new_id("rs"), resources)
-
-    async def update_resources(self, resources_id: str, resources: NamedResources) -> ResourcesUpdate:
+    async def update_resources(self, resources_id: str, resources: NamedResources,
+                               idempotency_key: str | None = None) -> ResourcesUpdate:
         payload = {k: v if isinstance(v, dict) else v.model_dump() for k, v in resources.items()}
 
         def op(conn: sqlite3.Connection) -> ResourcesUpdate:
@@ -379,7 +406,7 @@ class SqliteLightningStore(LightningStore):
                          (resources_id, update.version, touched, update.model_dump_json()))
             return update
 
-        return await self._run(op)
+        return await self._run(self._keyed(idempotency_key, "update_resources", op))
 
     async def get_latest_resources(self) -> ResourcesUpdate | None:
         def op(conn: sqlite3.Connection) -> ResourcesUpdate | None:

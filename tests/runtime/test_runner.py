@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,12 @@ from agentlightning.agent import LitAgent, rollout
 from agentlightning.emitter import emit_message, emit_metrics, emit_object, emit_reward
 from agentlightning.runner import RunnerConfig, run_rollout, worker_loop
 from agentlightning.runner_pool import RunnerPool
-from agentlightning.store import InMemoryLightningStore, LightningStoreClient, LightningStoreServer
+from agentlightning.store import (
+    InMemoryLightningStore,
+    LightningStoreClient,
+    LightningStoreServer,
+    StoreUnavailableError,
+)
 from agentlightning.tracer import Tracer
 from agentlightning.types import LLM, RolloutConfig
 
@@ -178,6 +184,60 @@ async def test_a_worker_that_exits_when_idle_does_not_spin_on_empty_dequeues() -
     assert await worker_loop(store, slow_agent, "inline", config=config) == 2
     assert time.monotonic() - started < 2.0, "the loop must leave as soon as its rollouts are done"
     assert CountingStore.dequeues <= 8, f"{CountingStore.dequeues} dequeues in ~1 s: the loop spins"
+
+
+class FlakyStore(InMemoryLightningStore):
+    """A fake: an in-memory store whose span writes for rollouts with `input.x == 0` fail as if the store were away,
+    and whose first `claim_failures` dequeues fail the same way."""
+
+    def __init__(self, claim_failures: int = 0) -> None:
+        super().__init__()
+        self.claim_failures = claim_failures
+        self.bad_rollouts: set[str] = set()
+
+    async def dequeue_rollout(self, worker_id=None, wait_seconds=0.0, idempotency_key=None):  # noqa: ANN001, ANN201
+        if self.claim_failures > 0:
+            self.claim_failures -= 1
+            raise StoreUnavailableError("the store at http://fake did not answer (a test fault)")
+        return await super().dequeue_rollout(worker_id, wait_seconds, idempotency_key)
+
+    async def add_spans(self, spans, idempotency_key=None):  # noqa: ANN001, ANN201
+        if any(s.rollout_id in self.bad_rollouts for s in spans):
+            raise StoreUnavailableError("the store at http://fake did not answer POST /spans (a test fault)")
+        return await super().add_spans(spans, idempotency_key)
+
+
+async def test_a_store_error_in_one_rollout_ends_that_rollout_only() -> None:
+    store = FlakyStore()
+    await store.add_resources(LLM_RESOURCE)
+    rollouts = await store.enqueue_many_rollouts([{"input": {"x": i}, "mode": "train"} for i in range(4)])
+    store.bad_rollouts.add(rollouts[0].rollout_id)
+    assert await worker_loop(store, sync_agent, "w", config=replace(FAST, max_concurrency=2)) == 4
+    statuses = {r.rollout_id: r.status for r in await store.query_rollouts()}
+    assert statuses.pop(rollouts[0].rollout_id) == "failed"
+    assert set(statuses.values()) == {"succeeded"}
+    attempt = (await store.query_attempts(rollouts[0].rollout_id))[-1]
+    assert "spans could not be stored" in attempt.metadata["error"]
+
+
+async def test_a_worker_waits_out_an_unreachable_store_instead_of_exiting(caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyStore(claim_failures=2)
+    await store.add_resources(LLM_RESOURCE)
+    await store.enqueue_many_rollouts([{"input": {"x": i}, "mode": "train"} for i in range(2)])
+    started = time.monotonic()
+    assert await worker_loop(store, sync_agent, "w", config=replace(FAST, exit_when_idle_seconds=0.5)) == 2
+    assert 1.0 <= time.monotonic() - started < 10  # backed off 1 s, then 2 s
+    assert caplog.text.count("cannot claim a rollout") == 2
+
+
+async def test_a_rollout_withdrawn_before_it_starts_is_dropped_not_fatal() -> None:
+    store = await _store_with_resources()
+    await store.enqueue_rollout({"x": 1})
+    claimed = await store.dequeue_rollout("w")
+    assert claimed is not None
+    await store.cancel(claimed.rollout_id)  # lands between the claim and the runner's `running` report
+    assert await run_rollout(store, sync_agent, claimed, Tracer(), FAST) == "dropped"
+    assert (await store.get_rollout_by_id(claimed.rollout_id)).status == "cancelled"
 
 
 class NameCollector(SpanProcessor):

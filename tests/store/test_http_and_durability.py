@@ -62,7 +62,7 @@ async def test_token_required_when_set() -> None:
 
 
 async def test_client_names_the_dead_store() -> None:
-    client = LightningStoreClient("http://127.0.0.1:9", retries=1)
+    client = LightningStoreClient("http://127.0.0.1:9", retry_deadline=1.0)
     with pytest.raises(ConnectionError, match="127.0.0.1:9"):
         await client.query_rollouts()
 

@@ -1,0 +1,333 @@
+"""`LightningStoreServer`: any store backend served over HTTP (FastAPI + uvicorn); `store/client.py` is its client.
+
+Where this sits: between processes. The trainer owns a store and serves it; runner processes (and the LLM proxy,
+when it runs as its own process) talk to it through `LightningStoreClient`, which implements the same
+`LightningStore` contract, so code never knows which side of the wire it is on.
+
+Wire format: JSON bodies of the pydantic models in `agentlightning.types`. Errors map to status codes and back:
+`NotFoundError` ↔ 404, `InvalidTransitionError` ↔ 409, a malformed request ↔ 400 (the validation message in
+`detail`), a missing/wrong token ↔ 401. Mutating routes read the `Idempotency-Key` header and hand it to the backend
+(`store/idempotency.py`): a retried request is answered from the first answer and applied once. The server binds to
+127.0.0.1 unless told otherwise; with `token` set, every route but `/health` needs `Authorization: Bearer <token>`.
+It also sweeps timeouts every `sweep_seconds`, so expired attempts are requeued even when nobody asks.
+
+Run one: `agl store --backend sqlite --path runs/store.sqlite --port 4747`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import threading
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from agentlightning.net import http_url
+from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, StoreRequestError
+from agentlightning.store.idempotency import KEY_HEADER
+from agentlightning.types import (
+    Attempt,
+    AttemptedRollout,
+    AttemptStatus,
+    NamedResources,
+    ResourcesUpdate,
+    Rollout,
+    RolloutStatus,
+    Span,
+)
+
+__all__ = ["KEEP_ALIVE_SECONDS", "LightningStoreServer", "MAX_DEQUEUE_WAIT_SECONDS", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+# the longest one long-polling dequeue waits on the server (a runner stopping awaits its pending dequeue)
+MAX_DEQUEUE_WAIT_SECONDS = 10.0
+# Idle connections stay open longer than any client's pool keeps them (LightningStoreClient: 30 s), so it is always
+# the client that closes an idle connection: a request never races the server closing it (uvicorn's default is 5 s,
+# httpx's too, and that race was a runner-killing `ReadError` in `make demo`).
+KEEP_ALIVE_SECONDS = 75
+# A long-poll dequeue whose client vanished after a claim keeps that claim this long for a retry with the same
+# idempotency key (a network blip), then gives it back (a killed process).
+GIVE_BACK_GRACE_SECONDS = 30.0
+
+Key = Annotated[str | None, Header(alias=KEY_HEADER)]
+
+
+# ---------------------------------------------------------------------------------------------------- request bodies
+class _Enqueue(BaseModel):
+    requests: list[dict[str, Any]]
+
+
+class _Dequeue(BaseModel):
+    worker_id: str | None = None
+    wait_seconds: float = Field(default=0.0, ge=0.0)
+
+
+class _UpdateAttempt(BaseModel):
+    status: AttemptStatus | None = None
+    heartbeat: bool = False
+    worker_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class _UpdateRollout(BaseModel):
+    status: RolloutStatus | None = None
+    metadata: dict[str, Any] | None = None
+    resources_id: str | None = None
+
+
+class _Wait(BaseModel):
+    rollout_ids: list[str]
+    timeout: float | None = None
+
+
+class _Query(BaseModel):
+    status: list[RolloutStatus] | None = None
+    rollout_ids: list[str] | None = None
+
+
+class _Spans(BaseModel):
+    spans: list[Span]
+
+
+class _Resources(BaseModel):
+    resources: NamedResources
+
+
+def _error(status: int, exc: BaseException) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": str(exc), "error": type(exc).__name__})
+
+
+class _GiveBacks:
+    """Claims whose long-poll client vanished, given back after a grace unless a retry with their key fetches them."""
+
+    def __init__(self, store: LightningStore) -> None:
+        self.store = store
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def fetched(self, key: str | None) -> None:
+        if key is not None and (task := self.tasks.pop(key, None)) is not None:
+            task.cancel()
+
+    def schedule(self, key: str, claimed: AttemptedRollout, grace: float) -> None:
+        self.tasks[key] = asyncio.create_task(self._later(key, claimed, grace))
+
+    async def _later(self, key: str, claimed: AttemptedRollout, grace: float) -> None:
+        await asyncio.sleep(grace)
+        self.tasks.pop(key, None)
+        latest = await self.store.get_latest_attempt(claimed.rollout_id)
+        if latest is not None and latest.attempt_id == claimed.attempt.attempt_id and latest.status == "preparing":
+            await self.store.update_rollout(claimed.rollout_id, status="requeuing",
+                                            metadata={"requeued_by": "dequeue client disconnected"})
+
+
+def build_app(store: LightningStore, token: str | None = None,
+              give_back_grace: float = GIVE_BACK_GRACE_SECONDS) -> FastAPI:
+    """The FastAPI app exposing `store`; routes mirror the `LightningStore` methods one to one."""
+
+    async def check_token(request: Request, authorization: str | None = Header(default=None)) -> None:
+        if token is not None and request.url.path != "/health" and not hmac.compare_digest(
+                (authorization or "").encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "this store needs a token: send 'Authorization: Bearer <token>' "
+                                     "(LightningStoreClient(url, token=...) or AGL_STORE_TOKEN)")
+
+    app = FastAPI(title="agentlightning store", dependencies=[Depends(check_token)])
+    give_backs = app.state.give_backs = _GiveBacks(store)
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, exc)
+
+    @app.exception_handler(InvalidTransitionError)
+    async def _conflict(_: Request, exc: InvalidTransitionError) -> JSONResponse:
+        return _error(409, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse(status_code=400, content={"detail": "; ".join(parts), "error": "RequestValidationError"})
+
+    @app.exception_handler(ValidationError)
+    async def _bad_value(_: Request, exc: ValidationError) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.exception_handler(StoreRequestError)
+    async def _bad_store_request(_: Request, exc: StoreRequestError) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.exception_handler(TypeError)
+    async def _bad_args(_: Request, exc: TypeError) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/rollouts/enqueue")
+    async def enqueue(body: _Enqueue, key: Key = None) -> list[Rollout]:
+        return await store.enqueue_many_rollouts(body.requests, idempotency_key=key)
+
+    @app.post("/rollouts/dequeue")
+    async def dequeue(body: _Dequeue, request: Request, key: Key = None) -> AttemptedRollout | None:
+        give_backs.fetched(key)
+        claimed = await store.dequeue_rollout(body.worker_id, min(body.wait_seconds, MAX_DEQUEUE_WAIT_SECONDS),
+                                              idempotency_key=key)
+        if claimed is not None:
+            await asyncio.sleep(0)  # one loop pass, so a connection the client closed meanwhile is seen as closed
+        if claimed is not None and await request.is_disconnected():  # the long poll's client left meanwhile
+            if key is not None:  # it may come back with the same key (a blip): keep the claim for it a while
+                give_backs.schedule(key, claimed, give_back_grace)
+            else:
+                await store.update_rollout(claimed.rollout_id, status="requeuing",
+                                           metadata={"requeued_by": "dequeue client disconnected"})
+            return None
+        return claimed
+
+    @app.post("/rollouts/query")
+    async def query(body: _Query) -> list[Rollout]:
+        return await store.query_rollouts(body.status, body.rollout_ids)
+
+    @app.post("/rollouts/wait")
+    async def wait(body: _Wait) -> list[Rollout]:
+        return await store.wait_for_rollouts(body.rollout_ids, body.timeout)
+
+    @app.get("/rollouts/{rollout_id}")
+    async def get_rollout(rollout_id: str) -> Rollout:
+        return await store.get_rollout_by_id(rollout_id)
+
+    @app.post("/rollouts/{rollout_id}/update")
+    async def update_rollout(rollout_id: str, body: _UpdateRollout, key: Key = None) -> Rollout:
+        return await store.update_rollout(rollout_id, body.status, body.metadata, body.resources_id,
+                                          idempotency_key=key)
+
+    @app.post("/rollouts/{rollout_id}/cancel")
+    async def cancel(rollout_id: str, key: Key = None) -> Rollout:
+        return await store.cancel(rollout_id, idempotency_key=key)
+
+    @app.get("/rollouts/{rollout_id}/attempts")
+    async def attempts(rollout_id: str) -> list[Attempt]:
+        return await store.query_attempts(rollout_id)
+
+    @app.post("/rollouts/{rollout_id}/attempts/{attempt_id}/update")
+    async def update_attempt(rollout_id: str, attempt_id: str, body: _UpdateAttempt, key: Key = None) -> Attempt:
+        return await store.update_attempt(rollout_id, attempt_id, body.status, body.heartbeat, body.worker_id,
+                                          body.metadata, idempotency_key=key)
+
+    @app.post("/rollouts/{rollout_id}/attempts/{attempt_id}/next_span_sequence_id")
+    async def next_sequence_id(rollout_id: str, attempt_id: str) -> int:
+        return await store.get_next_span_sequence_id(rollout_id, attempt_id)
+
+    @app.get("/rollouts/{rollout_id}/spans")
+    async def spans(rollout_id: str, attempt_id: str = "latest") -> list[Span]:
+        return await store.query_spans(rollout_id, None if attempt_id == "all" else attempt_id)
+
+    @app.post("/spans")
+    async def add_spans(body: _Spans, key: Key = None) -> list[Span]:
+        return await store.add_spans(body.spans, idempotency_key=key)
+
+    @app.post("/resources")
+    async def add_resources(body: _Resources, key: Key = None) -> ResourcesUpdate:
+        return await store.add_resources(body.resources, idempotency_key=key)
+
+    @app.get("/resources/latest")
+    async def latest_resources() -> ResourcesUpdate | None:
+        return await store.get_latest_resources()
+
+    @app.put("/resources/{resources_id}")
+    async def update_resources(resources_id: str, body: _Resources, key: Key = None) -> ResourcesUpdate:
+        return await store.update_resources(resources_id, body.resources, idempotency_key=key)
+
+    @app.get("/resources/{resources_id}")
+    async def get_resources(resources_id: str) -> ResourcesUpdate:
+        return await store.get_resources_by_id(resources_id)
+
+    return app
+
+
+class LightningStoreServer:
+    """Serve `store` over HTTP. `await server.start()` runs it on the current event loop (the store and the server
+    then share that loop); `server.start_in_thread()` runs it on a private loop and thread, for a store that only
+    clients use (e.g. a runner-pool test). `url` is known once started."""
+
+    def __init__(self, store: LightningStore, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 sweep_seconds: float = 1.0, give_back_grace: float = GIVE_BACK_GRACE_SECONDS):
+        self.store, self.host, self.port, self.token = store, host, port, token
+        self.sweep_seconds = sweep_seconds
+        self.app = build_app(store, token, give_back_grace)
+        self._server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return http_url(self.host, self.port)
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            with contextlib.suppress(Exception):
+                await self.store.query_rollouts(status=["preparing", "running"])
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+                                timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        self._server = uvicorn.Server(config)
+        self._tasks = [asyncio.create_task(self._server.serve()), asyncio.create_task(self._sweeper())]
+        while not self._server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()  # re-raise why it could not start (e.g. port in use)
+                raise RuntimeError(f"store server on {self.host}:{self.port} stopped during start-up")
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        logger.info("store server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in [*self._tasks[1:], *self.app.state.give_backs.tasks.values()]:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def wait(self) -> None:
+        """Block until the server stops (Ctrl-C, or `stop()` from another task)."""
+        if self._tasks:
+            await self._tasks[0]
+
+    def start_in_thread(self, timeout: float = 30.0) -> None:
+        ready, errors = threading.Event(), []
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self.start())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()  # until stop_thread(); the loop must outlive the server task to finish stop()
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="agl-store-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or errors:
+            raise RuntimeError(f"store server did not start on {self.host}:{self.port}: {errors or 'timed out'}")
+
+    def stop_thread(self) -> None:
+        if self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._thread = None
