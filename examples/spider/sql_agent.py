@@ -18,9 +18,10 @@ What it really is: a `StateGraph` over a small dict state, with nodes named so t
 
 `SQLAgent` (a `LitAgent`) runs the graph for one Spider task — a dict with `question`, `query` (gold SQL), `db_id` and
 `db_dir` (the folder holding `<db_id>/<db_id>.sqlite`) — scores the final query by execution match against the gold
-query (`spider_eval.exec_match`, on the copy), emits a `sql_result` object (final SQL, queries, turns, error,
-time-out and query-error counts) and returns the reward: 1.0 or 0.0; errors and time-outs score 0. Training rollouts
-use the published sampling parameters; validation rollouts use `val_temperature`.
+query exactly as the official Spider evaluation does (`spider_eval.exec_match` of `official_prediction`, on the copy),
+emits a `sql_result` object (final SQL, queries, turns, error, time-out and query-error counts) and returns the
+reward: 1.0 or 0.0; errors and time-outs score 0. Training rollouts use the published sampling parameters;
+validation rollouts use `val_temperature`.
 
     python examples/spider/evaluate_sql_agent.py --endpoint http://127.0.0.1:8000/v1 --model NAME   # run it
 """
@@ -42,7 +43,7 @@ from agentlightning.clients import chat_openai
 from agentlightning.emitter import emit_metrics, emit_object
 from agentlightning.types import LLM, AttemptedRollout, NamedResources
 from examples.spider.data.loader import ENV_VAR, bundled_root, load_spider
-from examples.spider.spider_eval.exec_match import exec_match
+from examples.spider.spider_eval import exec_match, official_prediction
 from examples.spider.sql_tools import (
     DEFAULT_QUERY_TIMEOUT_S,
     DEFAULT_TRUNCATE,
@@ -300,7 +301,8 @@ def run_sql_agent(task: dict[str, Any], model: BaseChatModel, db_dir: str | Path
     result.checked_correct = bool(final.get("correct"))
     result.query_errors = int(final.get("query_errors", 0))
     result.query_timeouts = int(final.get("query_timeouts", 0))
-    outcome = exec_match(copy, result.final_query, str(task["query"]), timeout_s=query_timeout_s)
+    # scored as the official Spider evaluation scores this prediction (evaluate_sql_agent.py reports the same)
+    outcome = exec_match(copy, official_prediction(result.final_query), str(task["query"]), timeout_s=query_timeout_s)
     result.reward, result.exec_reason = float(outcome.score), outcome.reason
     return result
 

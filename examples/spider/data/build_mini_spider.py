@@ -29,10 +29,10 @@ if __package__ in (None, ""):  # executed as a file: make the repository root im
 
 from examples.spider.data.mini_questions import QUESTIONS  # noqa: E402
 from examples.spider.data.mini_schemas import DATABASES  # noqa: E402
-from examples.spider.spider_eval.components import parse_sql  # noqa: E402
 from examples.spider.spider_eval.exec_match import connect_readonly, run_query  # noqa: E402
-from examples.spider.spider_eval.hardness import HARDNESS_LEVELS, eval_hardness  # noqa: E402
-from examples.spider.spider_eval.schema import DbSchema, introspect_sqlite  # noqa: E402
+from examples.spider.spider_eval.grammar import parse_sql, read_schema  # noqa: E402
+from examples.spider.spider_eval.matching import HARDNESS_LEVELS, eval_hardness  # noqa: E402
+from examples.spider.spider_eval.schema import introspect_sqlite  # noqa: E402
 
 __all__ = ["DEFAULT_OUT", "build", "main"]
 
@@ -68,7 +68,6 @@ def build(out: Path = DEFAULT_OUT) -> dict[str, Counter[str]]:
         build_database(db_path, ddl, make_rows(random.Random(seed)))
         tables.append(introspect_sqlite(db_path, db_id))
     (out / "tables.json").write_text(json.dumps(tables, indent=2) + "\n", encoding="utf-8")
-    schemas = {entry["db_id"]: DbSchema.from_entry(entry) for entry in tables}
 
     examples = []
     for db_id, question, query in QUESTIONS:
@@ -79,7 +78,7 @@ def build(out: Path = DEFAULT_OUT) -> dict[str, Counter[str]]:
             conn.close()
         if not result:
             raise RuntimeError(f"gold query returns no rows on {db_id}: {query}")
-        hardness = eval_hardness(parse_sql(query, schemas[db_id]))
+        hardness = eval_hardness(parse_sql(query, read_schema(out / "database" / db_id / f"{db_id}.sqlite")))
         examples.append(
             {
                 "db_id": db_id,

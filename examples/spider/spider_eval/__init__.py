@@ -1,31 +1,40 @@
-"""Spider text-to-SQL evaluation: execution accuracy, exact set match and hardness levels.
+"""Spider text-to-SQL evaluation that scores exactly like the official test-suite evaluation.
 
-Our own implementation of the metrics defined by Spider (Yu et al., 2018) and its official
-``evaluation.py``; see the module docstrings for the exact definitions and known differences.
+Execution accuracy, exact set match, partial matching and hardness levels with the results of the official
+``evaluation.py`` / ``process_sql.py`` / ``exec_eval.py`` (test-suite-sql-eval, default settings), proven by the
+differential tests in ``tests/spider/test_spider_official_diff.py``; inputs are checked and the databases are only
+ever opened read-only. Run ``python -m examples.spider.spider_eval --help``; the modules say what they re-implement.
 """
 
 from __future__ import annotations
 
-from .components import SqlComponents, SqlParseError, parse_sql
-from .evaluate import EvalResult, EvaluationInputError, ExampleResult, LevelScores, database_path, evaluate
-from .exact_match import MatchResult, exact_match
-from .exec_match import ExecMatchResult, GoldQueryError, QueryError, connect_readonly, exec_match, run_query
-from .hardness import HARDNESS_LEVELS, eval_hardness
+from .evaluate import (
+    UNOFFICIAL_OPTIONS,
+    EvalResult,
+    EvaluationInputError,
+    ExampleResult,
+    database_path,
+    evaluate,
+    official_prediction,
+)
+from .exec_match import ExecMatchResult, GoldQueryError, QueryError, connect_readonly, exec_match, result_eq, run_query
+from .grammar import Schema, SqlParseError, parse_sql, read_schema
+from .matching import HARDNESS_LEVELS, PARTIAL_TYPES, eval_hardness, exact_match, normalize, partial_match
 from .schema import DbSchema, SchemaError, introspect_sqlite, load_tables_json
 
 __all__ = [
     "HARDNESS_LEVELS",
+    "PARTIAL_TYPES",
+    "UNOFFICIAL_OPTIONS",
     "DbSchema",
     "EvalResult",
     "EvaluationInputError",
     "ExampleResult",
     "ExecMatchResult",
     "GoldQueryError",
-    "LevelScores",
-    "MatchResult",
     "QueryError",
+    "Schema",
     "SchemaError",
-    "SqlComponents",
     "SqlParseError",
     "connect_readonly",
     "database_path",
@@ -35,6 +44,11 @@ __all__ = [
     "exec_match",
     "introspect_sqlite",
     "load_tables_json",
+    "normalize",
+    "official_prediction",
     "parse_sql",
+    "partial_match",
+    "read_schema",
+    "result_eq",
     "run_query",
 ]
