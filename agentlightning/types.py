@@ -9,7 +9,7 @@ into `Triplet`s that become the verl batch. Resources (LLM endpoints, prompt tem
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +19,7 @@ __all__ = [
     "AttemptStatus",
     "AttemptedRollout",
     "LLM",
+    "MAX_SEQUENCE_ID",
     "NamedResources",
     "PromptTemplate",
     "ProxyLLM",
@@ -40,6 +41,8 @@ RolloutMode = Literal["train", "val", "test"]
 TERMINAL_ROLLOUT_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE_ATTEMPT_STATUSES: frozenset[str] = frozenset({"preparing", "running"})
 _RETRYABLE: frozenset[str] = frozenset({"failed", "timeout", "unresponsive"})
+MAX_SEQUENCE_ID: Final = 2**63 - 1
+"""The largest span `sequence_id`: SQLite's 64-bit INTEGER (the store's per-attempt counter)."""
 
 
 class _Model(BaseModel):
@@ -144,14 +147,15 @@ class ResourcesUpdate(_Model):
 class RolloutConfig(_Model):
     """Retry policy of a rollout.
 
-    timeout_seconds: an attempt running longer than this is marked `timeout`.
-    unresponsive_seconds: an attempt with no heartbeat for this long is marked `unresponsive`.
+    timeout_seconds: an attempt running longer than this is marked `timeout` (a finite number > 0, or None).
+    unresponsive_seconds: an attempt with no heartbeat for this long is marked `unresponsive` (finite > 0, or None).
     max_attempts: total attempts allowed (1 = no retry).
     retry_condition: attempt outcomes that requeue the rollout while attempts remain.
     """
 
-    timeout_seconds: float | None = None
-    unresponsive_seconds: float | None = None
+    # (inf/NaN refused: NaN never times out in memory, and both would turn into null in the SQLite store's JSON)
+    timeout_seconds: float | None = Field(default=None, allow_inf_nan=False)
+    unresponsive_seconds: float | None = Field(default=None, allow_inf_nan=False)
     max_attempts: int = 1
     retry_condition: list[AttemptStatus] = Field(default_factory=lambda: ["timeout", "unresponsive"])
 
@@ -217,18 +221,20 @@ class AttemptedRollout(Rollout):
 class Span(_Model):
     """One recorded event of an attempt: an LLM call (token IDs in `attributes`), a tool call, a reward, ...
 
-    `sequence_id` is assigned by the store per attempt (monotonic), so ordering never depends on clocks.
+    `sequence_id` is assigned by the store per attempt (monotonic), so ordering never depends on clocks; one given
+    explicitly must lie in 0..`MAX_SEQUENCE_ID`. `span_id` is unique within its attempt (the store refuses a different
+    span under a stored `span_id` and answers a re-sent identical one with the stored span).
     """
 
     rollout_id: str
     attempt_id: str
-    sequence_id: int | None = None
+    sequence_id: int | None = Field(default=None, ge=0, le=MAX_SEQUENCE_ID)
     span_id: str
     trace_id: str | None = None
     parent_id: str | None = None
     name: str
-    start_time: float | None = None
-    end_time: float | None = None
+    start_time: float | None = Field(default=None, allow_inf_nan=False)
+    end_time: float | None = Field(default=None, allow_inf_nan=False)
     attributes: dict[str, Any] = Field(default_factory=dict)
     status: Literal["ok", "error", "unset"] = "unset"
 

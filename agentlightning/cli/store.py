@@ -1,6 +1,11 @@
 """`agl store`: serve a LightningStore over HTTP so runners and proxies in other processes can share it.
 
 Example: `agl store --backend sqlite --path runs/store.sqlite --port 4747 --token s3cret`
+
+Where this sits: the stand-alone form of the trainer's store server (`agentlightning/store/server.py`), for runners
+and proxies in other processes or on other machines. It binds to 127.0.0.1 by default; binding any other address
+without a token refuses to start unless `--insecure` says the network is trusted (the store holds the policy's
+endpoints and accepts rewards, so anyone who reaches the port could read and change both).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from agentlightning.net import is_loopback
 
 __all__ = ["add_parser", "run"]
 
@@ -32,7 +39,10 @@ def add_parser(subparsers: Any) -> None:
                         help="interface to bind; keep the loopback default unless runners are on other machines")
     parser.add_argument("--port", type=int, default=4747, help="TCP port (0 picks a free one)")
     parser.add_argument("--token", default=os.environ.get("AGL_STORE_TOKEN"),
-                        help="require 'Authorization: Bearer TOKEN' on every request (default: $AGL_STORE_TOKEN)")
+                        help="require 'Authorization: Bearer TOKEN' on every request but /health "
+                             "(default: $AGL_STORE_TOKEN)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --host without a token (only on a network you trust)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,10 +52,18 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("agl store: --backend sqlite needs --path FILE (e.g. --path runs/store.sqlite)")
     if args.backend == "memory" and args.path is not None:
         raise SystemExit("agl store: --path is only used with --backend sqlite; drop it or add --backend sqlite")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
-        logger.warning("binding %s without --token: anyone who can reach this port can change the store", args.host)
+    token = args.token or None
+    if not is_loopback(args.host) and token is None:
+        if not args.insecure:
+            raise SystemExit(
+                f"agl store: refusing to bind --host {args.host} without a token: anyone who can reach port "
+                f"{args.port} could read and change the store (rollouts, rewards, the policy's endpoints). Fix: pass "
+                "--token TOKEN (or set AGL_STORE_TOKEN) and give runners the same token, bind --host 127.0.0.1, or "
+                "pass --insecure if this network is trusted")
+        logger.warning("binding %s without a token (--insecure): anyone who can reach this port can read and change "
+                       "the store", args.host)
     store = InMemoryLightningStore() if args.backend == "memory" else SqliteLightningStore(args.path)
-    server = LightningStoreServer(store, host=args.host, port=args.port, token=args.token)
+    server = LightningStoreServer(store, host=args.host, port=args.port, token=token)
 
     async def serve() -> None:
         await server.start()

@@ -15,6 +15,11 @@ Status machine (rollout):
     cancel(): any non-terminal status ──▶ cancelled (its active attempt becomes `cancelled`).
 
 Attempt statuses: preparing → running → succeeded | failed | timeout | unresponsive | cancelled.
+The complete table — every rollout and attempt transition, and what may cause it (a claim, an attempt's report, or
+`update_rollout`) — is in `agentlightning/store/transitions.py` (`ROLLOUT_TRANSITIONS`, `ATTEMPT_TRANSITIONS`); every
+backend enforces it, and `tests/store/test_transitions.py` tries every from/to pair on each. In short,
+`update_rollout` never sets `preparing` or `running` (only a claim and the attempt's own report do), never makes a
+rollout that nothing runs succeed, and never changes a terminal rollout; setting the current status is a no-op.
 `timeout` is set when an attempt runs longer than `config.timeout_seconds`; `unresponsive` when it has not
 heartbeaten for `config.unresponsive_seconds` (start time counts as the first heartbeat). The store checks these on
 every dequeue, query and wait (and the HTTP server also checks periodically), so nothing needs a clock of its own.
@@ -32,6 +37,19 @@ Rules that make retries safe:
 - Span `sequence_id`s are a per-attempt counter kept by the store (`get_next_span_sequence_id`); `add_span` assigns
   the next one when a span arrives without it.
 
+What the store accepts (`store/validation.py`; the same on every backend):
+- A resources id (`update_resources`) is 1 to 128 characters from `A-Za-z0-9._-`; `latest`, `.` and `..` are
+  reserved (`GET /resources/latest` reads the newest; the others are URL path steps). Anything else raises
+  `StoreRequestError` naming the id, the rule and a fix; `get_resources_by_id` of a reserved name is `NotFoundError`.
+- A span batch (`add_spans`) is checked whole before any span of it is stored: all or nothing. Each span names an
+  existing rollout and one of its attempts *by id* — `attempt_id="latest"` is refused (`StoreRequestError`), an
+  unknown one is `NotFoundError` — and an explicit `sequence_id` lies in 0..2**63-1 (`types.MAX_SEQUENCE_ID`).
+- `span_id` is unique within an attempt. A span re-sent under a stored `span_id` is idempotent when it is the same
+  span (every field equal; `sequence_id` too unless the re-sent one has none): the stored span is answered and
+  nothing is stored twice. A *different* span under a taken `span_id` raises `StoreRequestError` naming it.
+- Numbers are bounded where they enter: span `sequence_id` as above, span times and `RolloutConfig` seconds finite,
+  `wait_for_rollouts(timeout=...)` None or finite and >= 0. Over HTTP a bad number is a 400 naming the field.
+
 Idempotency (what makes network retries safe): every mutating method takes `idempotency_key=`. A call whose key the
 store has already seen is not applied again; it returns the answer of the first call with that key (the same
 rollout ids, the same claim, the same span sequence ids), looked up in the same atomic step as the change. The HTTP
@@ -44,7 +62,8 @@ idempotent even without a key. Sequence-id reservations take no key: a repeated 
 What raises (all subclasses of `StoreError`):
 - `NotFoundError`: an unknown rollout, attempt or resources id (the message names it).
 - `InvalidTransitionError`: an illegal status change (the message names the id, its state and the requested state).
-- `StoreRequestError`: a malformed request (a bad value, an idempotency key reused for another method).
+- `StoreRequestError`: a malformed request (a bad value, an id outside the rules above, a span that conflicts with a
+  stored one, an idempotency key reused for another method).
 - `StoreUnavailableError` (HTTP client only): the store did not answer within the client's retry deadline; the
   message names the store URL, the call and the last transport error.
 """
@@ -149,8 +168,9 @@ class LightningStore(abc.ABC):
         resources_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Rollout:
-        """Change a rollout directly (metadata is merged). Terminal rollouts cannot change status; setting
-        `queuing`/`requeuing` puts it back in the queue (its active attempt, if any, is marked failed)."""
+        """Change a rollout directly (metadata is merged), as the table in `store/transitions.py` allows: terminal
+        rollouts cannot change status, `preparing`/`running` are never set here; setting `queuing`/`requeuing` puts it
+        back in the queue (its active attempt, if any, is marked failed). InvalidTransitionError otherwise."""
 
     async def cancel(self, rollout_id: str, idempotency_key: str | None = None) -> Rollout:
         """Cancel a non-terminal rollout (idempotent on an already cancelled one)."""
@@ -197,7 +217,8 @@ class LightningStore(abc.ABC):
 
     @abc.abstractmethod
     async def add_spans(self, spans: Sequence[Span], idempotency_key: str | None = None) -> list[Span]:
-        """Store several spans, in order, in one step."""
+        """Store several spans, in order, in one step: all of them or, if any is refused, none (see the module
+        docstring for the rules). Returns them as stored; a re-sent span comes back as the stored one."""
 
     @abc.abstractmethod
     async def query_spans(self, rollout_id: str, attempt_id: str | Literal["latest"] | None = "latest") -> list[Span]:
@@ -211,7 +232,8 @@ class LightningStore(abc.ABC):
     @abc.abstractmethod
     async def update_resources(self, resources_id: str, resources: NamedResources,
                                idempotency_key: str | None = None) -> ResourcesUpdate:
-        """Create or replace the resources under a chosen id (its version increments); it becomes the latest."""
+        """Create or replace the resources under a chosen id (its version increments); it becomes the latest. The id
+        follows the resources-id rule (module docstring); `StoreRequestError` otherwise."""
 
     @abc.abstractmethod
     async def get_latest_resources(self) -> ResourcesUpdate | None:

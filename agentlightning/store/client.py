@@ -10,6 +10,10 @@ naming the store URL, the request and the last error. Mutating calls are safe to
 carries one idempotency key (`Idempotency-Key` header, the same on every retry): the store applies it once and
 answers repeats with the first answer (`store/idempotency.py`). `retries_made` counts the retries of this client.
 
+Ids travel as single URL path segments, percent-encoded (`_q`). A resources id is checked against the store's rule
+(`store/validation.py`) before it is sent, and the reserved names (`latest`, `.`, `..`, which would reach another
+route) are never read through `/resources/<id>`.
+
 Keep-alive: the pool drops idle connections after `KEEP_ALIVE_SECONDS` (30 s), well before the server does (75 s),
 so a request is never sent on a connection the server is closing.
 """
@@ -39,6 +43,7 @@ from agentlightning.store.base import (
 )
 from agentlightning.store.idempotency import KEY_HEADER, new_key
 from agentlightning.store.server import MAX_DEQUEUE_WAIT_SECONDS
+from agentlightning.store.validation import RESERVED_RESOURCES_IDS, check_resources_id, check_wait_seconds
 from agentlightning.types import (
     Attempt,
     AttemptedRollout,
@@ -46,6 +51,7 @@ from agentlightning.types import (
     NamedResources,
     ResourcesUpdate,
     Rollout,
+    RolloutConfig,
     RolloutStatus,
     Span,
 )
@@ -168,7 +174,10 @@ class LightningStoreClient(LightningStore):
     # ------------------------------------------------------------------ rollouts
     async def enqueue_many_rollouts(self, requests: Sequence[RolloutRequest], idempotency_key: str | None = None
                                     ) -> list[Rollout]:
-        body = [{k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in r.items()} for r in requests]
+        # (a config is validated here, as the in-process stores do: a bad one names its field, and inf/NaN never
+        # reach the JSON encoder, which would refuse them without saying which field)
+        body = [{k: RolloutConfig.model_validate(v).model_dump() if k == "config" and isinstance(v, dict)
+                 else v.model_dump() if isinstance(v, BaseModel) else v for k, v in r.items()} for r in requests]
         return _ROLLOUTS.validate_python(await self._call("POST", "/rollouts/enqueue", {"requests": body},
                                                           key=idempotency_key or new_key()))
 
@@ -209,6 +218,7 @@ class LightningStoreClient(LightningStore):
                                                        key=idempotency_key or new_key()))
 
     async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        check_wait_seconds("timeout", timeout, "wait_for_rollouts")
         # Long poll in slices so one HTTP request never outlives the client's timeout.
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -256,6 +266,7 @@ class LightningStoreClient(LightningStore):
 
     async def update_resources(self, resources_id: str, resources: NamedResources,
                                idempotency_key: str | None = None) -> ResourcesUpdate:
+        check_resources_id(resources_id)  # (the server checks too; an id like '..' would not even reach its route)
         data = await self._call("PUT", f"/resources/{_q(resources_id)}", {"resources": _dump(resources)},
                                 key=idempotency_key or new_key())
         return ResourcesUpdate.model_validate(data)
@@ -265,6 +276,9 @@ class LightningStoreClient(LightningStore):
         return None if data is None else ResourcesUpdate.model_validate(data)
 
     async def get_resources_by_id(self, resources_id: str) -> ResourcesUpdate:
+        if resources_id in RESERVED_RESOURCES_IDS:  # /resources/latest is another route; '.', '..' are path steps
+            raise NotFoundError(f"resources {resources_id!r} do not exist in this store ({resources_id!r} is a "
+                                "reserved name, never a stored id; get_latest_resources() reads the newest)")
         return ResourcesUpdate.model_validate(await self._call("GET", f"/resources/{_q(resources_id)}"))
 
     async def close(self) -> None:

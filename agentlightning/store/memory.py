@@ -2,7 +2,8 @@
 
 Where this sits: in the trainer process. Runners in other processes reach it through `LightningStoreServer`.
 Nothing survives the process; use `SqliteLightningStore` when it must. Idempotency keys (`store/idempotency.py`) are
-looked up and recorded under the same lock as the change they guard.
+looked up and recorded under the same lock as the change they guard, and so are the input rules
+(`store/validation.py`): a span batch is checked and numbered whole before any of it is stored.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ from agentlightning.store.transitions import (
     patch_attempt,
     patch_rollout,
     select_attempt_ids,
+)
+from agentlightning.store.validation import (
+    check_next_sequence_id,
+    check_resources_id,
+    check_span_batch,
+    check_wait_seconds,
 )
 from agentlightning.types import (
     TERMINAL_ROLLOUT_STATUSES,
@@ -54,6 +61,7 @@ class InMemoryLightningStore(LightningStore):
         self._attempts: dict[str, list[Attempt]] = {}
         self._queue: list[str] = []
         self._spans: dict[tuple[str, str], list[Span]] = {}
+        self._span_ids: dict[tuple[str, str, str], Span] = {}  # (rollout_id, attempt_id, span_id) → the stored span
         self._span_counters: dict[tuple[str, str], int] = {}
         self._counter_lock = threading.Lock()  # counters are also bumped from tracer threads (reserve_...)
         self._resources: dict[str, ResourcesUpdate] = {}
@@ -184,6 +192,7 @@ class InMemoryLightningStore(LightningStore):
             return rollout
 
     async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        check_wait_seconds("timeout", timeout, "wait_for_rollouts")
         deadline = None if timeout is None else time.monotonic() + timeout
         async with self._lock:
             for rollout_id in rollout_ids:
@@ -233,29 +242,42 @@ class InMemoryLightningStore(LightningStore):
         attempt, _ = self._attempt(rollout_id, attempt_id)
         key = (rollout_id, attempt.attempt_id)
         with self._counter_lock:
-            self._span_counters[key] = self._span_counters.get(key, 0) + 1
-            return self._span_counters[key]
+            current = self._span_counters.get(key, 0)
+            check_next_sequence_id(rollout_id, attempt.attempt_id, current)
+            self._span_counters[key] = current + 1
+            return current + 1
 
     def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         return self._next_sequence_id(rollout_id, attempt_id)
+
+    def _check_span_attempt(self, rollout_id: str, attempt_id: str) -> None:
+        self._rollout(rollout_id)
+        self._attempt(rollout_id, attempt_id)
 
     async def add_spans(self, spans: Sequence[Span], idempotency_key: str | None = None) -> list[Span]:
         async with self._lock:
             if (first := self._keys.get(idempotency_key, "add_spans")) is not MISS:
                 return first
-            for span in spans:  # all or nothing: check every span's attempt before storing any
-                self._rollout(span.rollout_id)
-                self._attempt(span.rollout_id, span.attempt_id)
-            stored = []
-            for span in spans:
-                key = (span.rollout_id, span.attempt_id)
-                if span.sequence_id is None:
-                    span = span.model_copy(update={"sequence_id": self._next_sequence_id(*key)})
-                else:
-                    with self._counter_lock:
-                        self._span_counters[key] = max(self._span_counters.get(key, 0), span.sequence_id)
-                self._spans.setdefault(key, []).append(span)
-                stored.append(span)
+            plan = check_span_batch(spans, self._check_span_attempt, lambda r, a, s: self._span_ids.get((r, a, s)))
+            stored: list[Span] = []
+            with self._counter_lock:  # number the whole batch first: a batch that cannot be numbered stores nothing
+                counters: dict[tuple[str, str], int] = {}
+                for span, repeat in zip(spans, plan, strict=True):
+                    if repeat is not None:  # a re-sent span: answered with the stored one (or the batch's earlier)
+                        stored.append(stored[repeat] if isinstance(repeat, int) else repeat)
+                        continue
+                    key = (span.rollout_id, span.attempt_id)
+                    current = counters.get(key, self._span_counters.get(key, 0))
+                    if span.sequence_id is None:
+                        check_next_sequence_id(*key, current)
+                        span = span.model_copy(update={"sequence_id": current + 1})
+                    counters[key] = max(current, span.sequence_id or 0)
+                    stored.append(span)
+                self._span_counters.update(counters)
+            for span, repeat in zip(stored, plan, strict=True):
+                if repeat is None:
+                    self._spans.setdefault((span.rollout_id, span.attempt_id), []).append(span)
+                    self._span_ids[(span.rollout_id, span.attempt_id, span.span_id)] = span
             self._keys.put(idempotency_key, "add_spans", stored)
             return stored
 
@@ -271,6 +293,7 @@ class InMemoryLightningStore(LightningStore):
     # ------------------------------------------------------------------ resources
     async def update_resources(self, resources_id: str, resources: NamedResources,
                                idempotency_key: str | None = None) -> ResourcesUpdate:
+        check_resources_id(resources_id)
         async with self._lock:
             if (first := self._keys.get(idempotency_key, "update_resources")) is not MISS:
                 return first

@@ -6,10 +6,13 @@ when it runs as its own process) talk to it through `LightningStoreClient`, whic
 
 Wire format: JSON bodies of the pydantic models in `agentlightning.types`. Errors map to status codes and back:
 `NotFoundError` ↔ 404, `InvalidTransitionError` ↔ 409, a malformed request ↔ 400 (the validation message in
-`detail`), a missing/wrong token ↔ 401. Mutating routes read the `Idempotency-Key` header and hand it to the backend
-(`store/idempotency.py`): a retried request is answered from the first answer and applied once. The server binds to
-127.0.0.1 unless told otherwise; with `token` set, every route but `/health` needs `Authorization: Bearer <token>`.
-It also sweeps timeouts every `sweep_seconds`, so expired attempts are requeued even when nobody asks.
+`detail`, naming the field: a number out of range, such as a span `sequence_id` beyond SQLite's 64-bit INTEGER or a
+wait that is negative or not finite, is a 400 and never reaches the backend), a missing/wrong token ↔ 401. Mutating
+routes read the `Idempotency-Key` header and hand it to the backend (`store/idempotency.py`): a retried request is
+answered from the first answer and applied once. The server binds to 127.0.0.1 unless told otherwise; with `token`
+set, every path but `/health` needs `Authorization: Bearer <token>` — the API, `/docs`, `/redoc`, `/openapi.json` and
+unknown paths alike (checked in front of the app, `_TokenGate`). It also sweeps timeouts every `sweep_seconds`, so
+expired attempts are requeued even when nobody asks.
 
 Run one: `agl store --backend sqlite --path runs/store.sqlite --port 4747`.
 """
@@ -20,14 +23,17 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import reprlib
 import threading
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentlightning.net import http_url
 from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, StoreRequestError
@@ -67,7 +73,7 @@ class _Enqueue(BaseModel):
 
 class _Dequeue(BaseModel):
     worker_id: str | None = None
-    wait_seconds: float = Field(default=0.0, ge=0.0)
+    wait_seconds: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)  # (capped at MAX_DEQUEUE_WAIT_SECONDS)
 
 
 class _UpdateAttempt(BaseModel):
@@ -85,7 +91,7 @@ class _UpdateRollout(BaseModel):
 
 class _Wait(BaseModel):
     rollout_ids: list[str]
-    timeout: float | None = None
+    timeout: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
 
 
 class _Query(BaseModel):
@@ -101,8 +107,40 @@ class _Resources(BaseModel):
     resources: NamedResources
 
 
+def _describe(errors: Sequence[Any]) -> str:
+    """A request's validation errors as one line: each field's path, what was wrong, the value sent; then the fix."""
+    parts = []
+    for e in errors:
+        got = f" (got {reprlib.repr(e['input'])})" if "input" in e and e.get("type") != "missing" else ""
+        parts.append(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}{got}")
+    return ("; ".join(parts) + ". Fix: send the field(s) named above within their bounds (the request models in "
+            "agentlightning/store/server.py, the types in agentlightning/types.py)")
+
+
 def _error(status: int, exc: BaseException) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": str(exc), "error": type(exc).__name__})
+
+
+_UNAUTHORIZED = ("this store needs a token: send 'Authorization: Bearer <token>' "
+                 "(LightningStoreClient(url, token=...) or AGL_STORE_TOKEN)")
+
+
+class _TokenGate:
+    """ASGI middleware: with a token set, every path but `/health` needs `Authorization: Bearer <token>` (401 else).
+    In front of the whole app, so FastAPI's own routes (`/docs`, `/redoc`, `/openapi.json`) and unknown paths are
+    covered too, not only the routes declared here."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/health":
+            given = next((value for name, value in scope.get("headers", ()) if name == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                await JSONResponse(status_code=401, content={"detail": _UNAUTHORIZED})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _GiveBacks:
@@ -130,15 +168,11 @@ class _GiveBacks:
 
 def build_app(store: LightningStore, token: str | None = None,
               give_back_grace: float = GIVE_BACK_GRACE_SECONDS) -> FastAPI:
-    """The FastAPI app exposing `store`; routes mirror the `LightningStore` methods one to one."""
-
-    async def check_token(request: Request, authorization: str | None = Header(default=None)) -> None:
-        if token is not None and request.url.path != "/health" and not hmac.compare_digest(
-                (authorization or "").encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "this store needs a token: send 'Authorization: Bearer <token>' "
-                                     "(LightningStoreClient(url, token=...) or AGL_STORE_TOKEN)")
-
-    app = FastAPI(title="agentlightning store", dependencies=[Depends(check_token)])
+    """The FastAPI app exposing `store`; routes mirror the `LightningStore` methods one to one. With `token`, every
+    path but `/health` needs it (`_TokenGate`)."""
+    app = FastAPI(title="agentlightning store")
+    if token is not None:
+        app.add_middleware(_TokenGate, token=token)
     give_backs = app.state.give_backs = _GiveBacks(store)
 
     @app.exception_handler(NotFoundError)
@@ -151,8 +185,8 @@ def build_app(store: LightningStore, token: str | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse(status_code=400, content={"detail": "; ".join(parts), "error": "RequestValidationError"})
+        return JSONResponse(status_code=400, content={"detail": _describe(exc.errors()),
+                                                      "error": "RequestValidationError"})
 
     @app.exception_handler(ValidationError)
     async def _bad_value(_: Request, exc: ValidationError) -> JSONResponse:

@@ -12,6 +12,10 @@ left alone: their runners may still be alive and will report.
 Idempotency keys (`store/idempotency.py`) live in the table `idempotency`, looked up and written in the transaction of
 the change they guard, so they survive a restart of the store; keys older than an hour are pruned as new ones come.
 
+Input rules (`store/validation.py`) are checked in the transaction of the change: a span batch with any bad span rolls
+back whole. Spans are indexed by `(attempt_id, span_id)` so a re-sent span is found and answered with the stored one;
+a file written before that column existed gets it (filled from the stored spans) when it is opened.
+
 All SQLite work happens on one private thread (sqlite3 connections are not thread-safe); several processes may open
 the same file: SQLite's file lock plus `BEGIN IMMEDIATE` make `dequeue_rollout` atomic across them too.
 """
@@ -19,6 +23,7 @@ the same file: SQLite's file lock plus `BEGIN IMMEDIATE` make `dequeue_rollout` 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +43,12 @@ from agentlightning.store.transitions import (
     patch_attempt,
     patch_rollout,
     select_attempt_ids,
+)
+from agentlightning.store.validation import (
+    check_next_sequence_id,
+    check_resources_id,
+    check_span_batch,
+    check_wait_seconds,
 )
 from agentlightning.types import (
     TERMINAL_ROLLOUT_STATUSES,
@@ -64,7 +75,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     span_counter INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_rollout ON attempts(rollout_id, sequence_id);
 CREATE TABLE IF NOT EXISTS spans (
-    rollout_id TEXT NOT NULL, attempt_id TEXT NOT NULL, sequence_id INTEGER NOT NULL, data TEXT NOT NULL);
+    rollout_id TEXT NOT NULL, attempt_id TEXT NOT NULL, sequence_id INTEGER NOT NULL, data TEXT NOT NULL,
+    span_id TEXT);
 CREATE INDEX IF NOT EXISTS spans_attempt ON spans(rollout_id, attempt_id, sequence_id);
 CREATE TABLE IF NOT EXISTS resources (
     resources_id TEXT PRIMARY KEY, version INTEGER NOT NULL, touched INTEGER NOT NULL, data TEXT NOT NULL);
@@ -97,7 +109,18 @@ class SqliteLightningStore(LightningStore):
         conn.execute("PRAGMA busy_timeout=30000")
         conn.executescript(_SCHEMA)
         self._conn = conn
+        self._tx(self._migrate)
         self._tx(self._sweep)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring a file written by an older version up to this schema (in a transaction: other openers wait)."""
+        if "span_id" not in {row[1] for row in conn.execute("PRAGMA table_info(spans)")}:
+            conn.execute("ALTER TABLE spans ADD COLUMN span_id TEXT")
+            rows = conn.execute("SELECT rowid, data FROM spans").fetchall()
+            conn.executemany("UPDATE spans SET span_id=? WHERE rowid=?",
+                             [(json.loads(data).get("span_id"), rowid) for rowid, data in rows])
+        conn.execute("CREATE INDEX IF NOT EXISTS spans_span_id ON spans(attempt_id, span_id)")
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one IMMEDIATE transaction on the store thread."""
@@ -310,6 +333,7 @@ class SqliteLightningStore(LightningStore):
         return await self._run(self._keyed(idempotency_key, "update_rollout", op))
 
     async def wait_for_rollouts(self, rollout_ids: Sequence[str], timeout: float | None = None) -> list[Rollout]:
+        check_wait_seconds("timeout", timeout, "wait_for_rollouts")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             rollouts = await self._run(lambda conn: (self._sweep(conn),
@@ -349,9 +373,14 @@ class SqliteLightningStore(LightningStore):
     def _next_sequence_id(self, conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> int:
         self._get_rollout(conn, rollout_id)
         attempt, _ = self._get_attempt(conn, rollout_id, attempt_id)
-        conn.execute("UPDATE attempts SET span_counter = span_counter + 1 WHERE attempt_id=?", (attempt.attempt_id,))
-        return int(conn.execute("SELECT span_counter FROM attempts WHERE attempt_id=?",
-                                (attempt.attempt_id,)).fetchone()[0])
+        return self._bump_span_counter(conn, rollout_id, attempt.attempt_id)
+
+    @staticmethod
+    def _bump_span_counter(conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> int:
+        current = int(conn.execute("SELECT span_counter FROM attempts WHERE attempt_id=?", (attempt_id,)).fetchone()[0])
+        check_next_sequence_id(rollout_id, attempt_id, current)
+        conn.execute("UPDATE attempts SET span_counter=? WHERE attempt_id=?", (current + 1, attempt_id))
+        return current + 1
 
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         return await self._run(lambda conn: self._next_sequence_id(conn, rollout_id, attempt_id))
@@ -361,19 +390,35 @@ class SqliteLightningStore(LightningStore):
             raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
         return self._executor.submit(self._tx, lambda c: self._next_sequence_id(c, rollout_id, attempt_id)).result()
 
+    def _check_span_attempt(self, conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> None:
+        self._get_rollout(conn, rollout_id)
+        self._get_attempt(conn, rollout_id, attempt_id)
+
+    @staticmethod
+    def _stored_span(conn: sqlite3.Connection, rollout_id: str, attempt_id: str, span_id: str) -> Span | None:
+        row = conn.execute("SELECT data FROM spans WHERE attempt_id=? AND span_id=? AND rollout_id=? ORDER BY rowid "
+                           "LIMIT 1", (attempt_id, span_id, rollout_id)).fetchone()
+        return None if row is None else Span.model_validate_json(row[0])
+
     async def add_spans(self, spans: Sequence[Span], idempotency_key: str | None = None) -> list[Span]:
         def op(conn: sqlite3.Connection) -> list[Span]:
-            stored = []
-            for span in spans:
+            # (all or nothing: any error below rolls the whole transaction back)
+            plan = check_span_batch(spans, lambda r, a: self._check_span_attempt(conn, r, a),
+                                    lambda r, a, s: self._stored_span(conn, r, a, s))
+            stored: list[Span] = []
+            for span, repeat in zip(spans, plan, strict=True):
+                if repeat is not None:  # a re-sent span: answered with the stored one (or the batch's earlier)
+                    stored.append(stored[repeat] if isinstance(repeat, int) else repeat)
+                    continue
                 if span.sequence_id is None:
                     span = span.model_copy(
-                        update={"sequence_id": self._next_sequence_id(conn, span.rollout_id, span.attempt_id)})
+                        update={"sequence_id": self._bump_span_counter(conn, span.rollout_id, span.attempt_id)})
                 else:
-                    self._get_attempt(conn, span.rollout_id, span.attempt_id)
                     conn.execute("UPDATE attempts SET span_counter = MAX(span_counter, ?) WHERE attempt_id=?",
                                  (span.sequence_id, span.attempt_id))
-                conn.execute("INSERT INTO spans(rollout_id, attempt_id, sequence_id, data) VALUES (?, ?, ?, ?)",
-                             (span.rollout_id, span.attempt_id, span.sequence_id, span.model_dump_json()))
+                conn.execute("INSERT INTO spans(rollout_id, attempt_id, span_id, sequence_id, data) VALUES "
+                             "(?, ?, ?, ?, ?)", (span.rollout_id, span.attempt_id, span.span_id, span.sequence_id,
+                                                 span.model_dump_json()))
                 stored.append(span)
             return stored
 
@@ -395,6 +440,7 @@ class SqliteLightningStore(LightningStore):
     # ------------------------------------------------------------------ resources
     async def update_resources(self, resources_id: str, resources: NamedResources,
                                idempotency_key: str | None = None) -> ResourcesUpdate:
+        check_resources_id(resources_id)
         payload = {k: v if isinstance(v, dict) else v.model_dump() for k, v in resources.items()}
 
         def op(conn: sqlite3.Connection) -> ResourcesUpdate:

@@ -1,15 +1,57 @@
-"""The status machine of `agentlightning.store.base`, as pure functions over `Rollout`/`Attempt` models.
+"""The status machine of `agentlightning.store.base`: one table of transitions, and pure functions that apply it.
 
 Where this sits: inside every store backend. Backends load the current objects (from a dict or a SQLite row), call
 one of these functions under their lock/transaction, and write back what it returns. Keeping the rules here means
-the in-memory and SQLite stores cannot drift apart; the contract tests check both.
+the in-memory and SQLite stores (and the HTTP server in front of either) cannot drift apart;
+`tests/store/test_transitions.py` tries every from/to pair on every backend.
+
+Rollout transitions (`ROLLOUT_TRANSITIONS`). Causes: *dequeue* = `dequeue_rollout` claims it (and makes a new attempt);
+*attempt* = its latest attempt reports a status (`update_attempt`, or the store marking it `timeout`/`unresponsive`);
+*update* = `update_rollout(status=...)` / `cancel()`. Setting the status a rollout already has is a no-op; every pair
+not listed raises `InvalidTransitionError` naming the rollout, its status, the status asked for and what is allowed.
+
+    from        to          by                why
+    queuing → preparing     dequeue           a runner claims it
+    queuing → requeuing     update            (stays queued, in its place)
+    queuing → failed        update            given up before it ran
+    queuing → cancelled     update
+    requeuing → preparing   dequeue           the next attempt is claimed
+    requeuing → queuing     update            (stays queued, in its place)
+    requeuing → failed      update            no more retries wanted
+    requeuing → cancelled   update
+    preparing → running     attempt           the runner reports `running`
+    preparing → succeeded   attempt, update   (update closes the attempt as succeeded)
+    preparing → failed      attempt, update   attempt failed with no retry left / closed as failed
+    preparing → cancelled   attempt, update   (its attempt becomes cancelled)
+    preparing → requeuing   attempt, update   a retryable failure with attempts left / given back (attempt failed)
+    preparing → queuing     update            given back (its attempt failed)
+    running → succeeded     attempt, update
+    running → failed        attempt, update
+    running → cancelled     attempt, update
+    running → requeuing     attempt, update
+    running → queuing       update
+    succeeded, failed, cancelled: final, nothing leaves them.
+
+`preparing` and `running` are never set by `update_rollout`: only a claim makes an attempt, and only the attempt
+reports that it runs (requeuing → running would leave a rollout that no runner claims or finishes). A rollout that
+nothing runs (queuing, requeuing) cannot succeed.
+
+Attempt transitions (`ATTEMPT_TRANSITIONS`, by `update_attempt` and the store's timeout sweep; the same status is a
+no-op). An attempt moves its rollout only while it is the rollout's latest attempt and the rollout is `preparing` or
+`running` (the *attempt* rows above); otherwise the change is recorded on the attempt alone.
+
+    preparing → running, succeeded, failed, timeout, unresponsive, cancelled
+    running → succeeded, failed, timeout, unresponsive, cancelled
+    timeout → succeeded, failed           (a late result, recorded on the attempt only)
+    unresponsive → running, succeeded, failed    (its runner came back)
+    succeeded, failed, cancelled: final.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from agentlightning.store.base import InvalidTransitionError, NotFoundError
 from agentlightning.types import (
@@ -23,9 +65,15 @@ from agentlightning.types import (
 )
 
 __all__ = [
+    "ATTEMPT",
+    "ATTEMPT_TRANSITIONS",
+    "DEQUEUE",
+    "ROLLOUT_TRANSITIONS",
+    "UPDATE",
     "apply_attempt_status",
     "apply_rollout_status",
     "build_rollout",
+    "direct_rollout_updates",
     "expired_status",
     "find_attempt",
     "new_attempt",
@@ -35,7 +83,27 @@ __all__ = [
     "select_attempt_ids",
 ]
 
-_ATTEMPT_NEXT: dict[str, frozenset[str]] = {
+DEQUEUE: Final = "dequeue"
+ATTEMPT: Final = "attempt"
+UPDATE: Final = "update"
+
+_BOTH = frozenset({ATTEMPT, UPDATE})
+_UPDATE = frozenset({UPDATE})
+_DEQUEUE = frozenset({DEQUEUE})
+
+ROLLOUT_TRANSITIONS: Final[Mapping[str, Mapping[str, frozenset[str]]]] = {
+    "queuing": {"preparing": _DEQUEUE, "requeuing": _UPDATE, "failed": _UPDATE, "cancelled": _UPDATE},
+    "requeuing": {"preparing": _DEQUEUE, "queuing": _UPDATE, "failed": _UPDATE, "cancelled": _UPDATE},
+    "preparing": {"running": frozenset({ATTEMPT}), "succeeded": _BOTH, "failed": _BOTH, "cancelled": _BOTH,
+                  "requeuing": _BOTH, "queuing": _UPDATE},
+    "running": {"succeeded": _BOTH, "failed": _BOTH, "cancelled": _BOTH, "requeuing": _BOTH, "queuing": _UPDATE},
+    "succeeded": {},
+    "failed": {},
+    "cancelled": {},
+}
+"""from status → {to status: the causes that may make that change} (see the module docstring)."""
+
+ATTEMPT_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     "preparing": frozenset({"running", "succeeded", "failed", "timeout", "unresponsive", "cancelled"}),
     "running": frozenset({"succeeded", "failed", "timeout", "unresponsive", "cancelled"}),
     # A late result after a timeout / lost heartbeat is recorded on the attempt (never on the rollout).
@@ -45,6 +113,35 @@ _ATTEMPT_NEXT: dict[str, frozenset[str]] = {
     "failed": frozenset(),
     "cancelled": frozenset(),
 }
+"""from status → the statuses an attempt may move to."""
+
+_HINTS = {
+    "preparing": "Fix: dequeue_rollout() claims a queued rollout (that makes it preparing, with a new attempt)",
+    "running": "Fix: the runner reports it on the attempt: update_attempt(rollout_id, attempt_id, status='running')",
+    "succeeded": "Fix: a rollout succeeds when its attempt reports update_attempt(..., status='succeeded'); a rollout "
+                 "that nothing runs cannot succeed",
+}
+
+
+def direct_rollout_updates() -> dict[str, frozenset[str]]:
+    """from status → the statuses `update_rollout(status=...)` may set (the *update* rows of the table)."""
+    return {source: frozenset(t for t, causes in targets.items() if UPDATE in causes)
+            for source, targets in ROLLOUT_TRANSITIONS.items()}
+
+
+def _check_rollout_move(rollout: Rollout, status: str, cause: str) -> None:
+    if cause in ROLLOUT_TRANSITIONS[rollout.status].get(status, frozenset()):
+        return
+    if rollout.status in TERMINAL_ROLLOUT_STATUSES:
+        raise InvalidTransitionError(
+            f"rollout {rollout.rollout_id} is {rollout.status} (final); it cannot become {status}")
+    allowed = sorted(t for t, causes in ROLLOUT_TRANSITIONS[rollout.status].items() if cause in causes)
+    by = {UPDATE: "update_rollout", DEQUEUE: "dequeue_rollout", ATTEMPT: "an attempt report"}[cause]
+    hint = _HINTS.get(status, "") if cause == UPDATE else ""
+    hint = hint or "See the table of transitions in agentlightning/store/transitions.py"
+    raise InvalidTransitionError(
+        f"rollout {rollout.rollout_id} is {rollout.status}; {by} cannot make it {status} (allowed from "
+        f"{rollout.status}: {allowed or 'nothing'}). {hint}")
 
 
 def new_id(prefix: str) -> str:
@@ -113,8 +210,7 @@ def patch_rollout(rollout: Rollout, metadata: dict[str, Any] | None, resources_i
 
 def new_attempt(rollout: Rollout, worker_id: str | None, now: float) -> tuple[Rollout, Attempt]:
     """Claim a queued rollout: it becomes `preparing` with a fresh attempt numbered after the previous ones."""
-    if rollout.status not in ("queuing", "requeuing"):
-        raise InvalidTransitionError(f"rollout {rollout.rollout_id} is {rollout.status}, not queued: cannot dequeue it")
+    _check_rollout_move(rollout, "preparing", DEQUEUE)
     attempt = Attempt(
         attempt_id=new_id("at"),
         rollout_id=rollout.rollout_id,
@@ -146,26 +242,26 @@ def apply_attempt_status(
     """Move an attempt to `status` and, when it is the latest attempt of a live rollout, move the rollout too."""
     if status == attempt.status:
         return rollout, attempt
-    if status not in _ATTEMPT_NEXT[attempt.status]:
+    if status not in ATTEMPT_TRANSITIONS[attempt.status]:
         raise InvalidTransitionError(
-            f"attempt {attempt.attempt_id} of rollout {attempt.rollout_id} is {attempt.status}; "
-            f"it cannot become {status} (allowed: {sorted(_ATTEMPT_NEXT[attempt.status]) or 'none, it is final'})"
+            f"attempt {attempt.attempt_id} of rollout {attempt.rollout_id} is {attempt.status}; it cannot become "
+            f"{status} (allowed: {sorted(ATTEMPT_TRANSITIONS[attempt.status]) or 'none, it is final'})"
         )
     terminal = status not in ("preparing", "running")
     attempt = attempt.model_copy(
         update={"status": status, "end_time": now if terminal else None, "last_heartbeat_time": now}
     )
-    if not is_latest or rollout.status in TERMINAL_ROLLOUT_STATUSES or rollout.status in ("queuing", "requeuing"):
-        return rollout, attempt
+    if not is_latest or rollout.status not in ("preparing", "running"):
+        return rollout, attempt  # recorded on the attempt alone (a superseded attempt, or a rollout that moved on)
     if status == "running":
-        rollout = rollout.model_copy(update={"status": "running"})
-    elif status == "succeeded":
-        rollout = rollout.model_copy(update={"status": "succeeded", "end_time": now})
-    elif status == "cancelled":
-        rollout = rollout.model_copy(update={"status": "cancelled", "end_time": now})
-    elif status in ("failed", "timeout", "unresponsive"):
-        rollout = _rollout_after_failure(rollout, status, now)
-    return rollout, attempt
+        moved = rollout.model_copy(update={"status": "running"})
+    elif status in ("succeeded", "cancelled"):
+        moved = rollout.model_copy(update={"status": status, "end_time": now})
+    else:  # failed, timeout, unresponsive
+        moved = _rollout_after_failure(rollout, status, now)
+    if moved.status != rollout.status:
+        _check_rollout_move(rollout, moved.status, ATTEMPT)
+    return moved, attempt
 
 
 def apply_rollout_status(
@@ -174,18 +270,11 @@ def apply_rollout_status(
     """Set a rollout's status directly (`update_rollout` / `cancel`), closing its active attempt if needed."""
     if status == rollout.status:
         return rollout, attempt
-    if rollout.status in TERMINAL_ROLLOUT_STATUSES:
-        raise InvalidTransitionError(
-            f"rollout {rollout.rollout_id} is {rollout.status} (final); it cannot become {status}"
-        )
-    if status in ("preparing", "running") and attempt is None:
-        raise InvalidTransitionError(
-            f"rollout {rollout.rollout_id} has no attempt; it cannot become {status}. Fix: dequeue_rollout() claims it"
-        )
+    _check_rollout_move(rollout, status, UPDATE)
     update: dict[str, object] = {"status": status}
     if status in TERMINAL_ROLLOUT_STATUSES:
         update["end_time"] = now
-    if attempt is not None and attempt.is_active and status not in ("preparing", "running"):
+    if attempt is not None and attempt.is_active:
         closing = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(status, "failed")
         attempt = attempt.model_copy(update={"status": closing, "end_time": now})
     return rollout.model_copy(update=update), attempt

@@ -71,6 +71,37 @@ def test_agl_store_process_serves_sqlite_with_token(tmp_path: Path) -> None:
     assert db.exists() and db.stat().st_size > 0
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "store.example.com"])
+def test_agl_store_refuses_to_bind_beyond_loopback_without_a_token(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGL_STORE_TOKEN", raising=False)
+    with pytest.raises(SystemExit, match=r"without a token.*Fix: .*--token.*--insecure") as exc:
+        main(["store", "--host", host])
+    assert host in str(exc.value.code)
+
+
+def test_agl_store_binds_beyond_loopback_with_insecure(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "AGL_STORE_TOKEN"}
+    cmd = [sys.executable, "-m", "agentlightning.cli.main", "store", "--host", "0.0.0.0", "--port", str(port),
+           "--insecure"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert any("listening on" in line for line in lines), lines
+        assert any("--insecure" in line and "anyone" in line for line in lines), lines
+
+        async def use() -> None:
+            client = LightningStoreClient(f"http://127.0.0.1:{port}")
+            assert await client.query_rollouts() == []
+            await client.close()
+
+        asyncio.run(use())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def _load_setup_module():  # scripts/setup.py is a script, not a package module
     spec = importlib.util.spec_from_file_location("agl_setup_script", ROOT / "scripts" / "setup.py")
     assert spec is not None and spec.loader is not None
