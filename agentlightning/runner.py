@@ -119,6 +119,14 @@ async def _report(store: LightningStore, rollout: AttemptedRollout, status: Any,
     return False
 
 
+async def _give_back(store: LightningStore, rollout_id: str, attempt_id: str) -> None:
+    """Requeue the rollout if this attempt is still its live one (it may have timed out and been claimed by another
+    worker meanwhile: requeuing then would fail that worker's attempt)."""
+    latest = await store.get_latest_attempt(rollout_id)
+    if latest is not None and latest.attempt_id == attempt_id and latest.is_active:
+        await store.update_rollout(rollout_id, status="requeuing", metadata={"requeued_by": "runner shutdown"})
+
+
 async def run_rollout(store: LightningStore, agent: LitAgent, rollout: AttemptedRollout, tracer: Tracer,
                       config: RunnerConfig, cache: dict[str, NamedResources] | None = None) -> str:
     """Run one claimed rollout to the end of its attempt; returns the status reported for the attempt."""
@@ -158,7 +166,7 @@ async def run_rollout(store: LightningStore, agent: LitAgent, rollout: Attempted
                 logger.warning("rollout %s attempt %s failed: %s", rid, aid, metadata["error"])
     except asyncio.CancelledError:  # runner shutting down: give the rollout back, untouched by this attempt
         with contextlib.suppress(Exception):
-            await store.update_rollout(rid, status="requeuing", metadata={"requeued_by": "runner shutdown"})
+            await _give_back(store, rid, aid)
         raise
     except StoreError as exc:  # the tracer could not write the attempt's spans: its trace is incomplete
         status, metadata = "failed", {"error": f"the attempt's spans could not be stored: {exc}"}

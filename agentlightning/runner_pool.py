@@ -220,7 +220,8 @@ class RunnerPool:
 
         if not ray.is_initialized():
             ray.init(ignore_reinit_error=True, include_dashboard=False)
-        actor_cls = ray.remote(num_cpus=0, max_concurrency=2)(_RayRunner)
+        # SPREAD: runners go to every node of the cluster (their rollouts' CPU work is spread too)
+        actor_cls = ray.remote(num_cpus=0, max_concurrency=2, scheduling_strategy="SPREAD")(_RayRunner)
         self._actors = [actor_cls.remote() for _ in range(self.n_runners)]
         self._ray_runs = [a.run.remote(self._agent_bytes, self._preload, self.store_url, self.token,
                                        f"ray-runner-{i}") for i, a in enumerate(self._actors)]
@@ -263,6 +264,9 @@ class _RayRunner:
 
     def run(self, agent_bytes: bytes, preload: list[tuple[str, str]], store_url: str, token: str | None,
             worker_id: str) -> int:
+        import ray
+
+        worker_id = f"{worker_id}@{ray.get_runtime_context().get_node_id()}"  # attempts name the node that ran them
         preload_user_modules(preload)
         agent, tracer, config = cloudpickle.loads(agent_bytes)
 

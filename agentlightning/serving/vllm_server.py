@@ -47,8 +47,6 @@ from types import TracebackType
 
 import httpx
 
-from agentlightning.serving.vllm_worker_ext import EXTENSION_QUALNAME
-
 __all__ = [
     "VLLMServer",
     "VLLMServerError",
@@ -148,8 +146,7 @@ def build_vllm_command(model: str, extra_args: Sequence[str] = (), host: str | N
                        cpu: bool | None = None) -> list[str]:
     """The argv that starts vLLM's OpenAI server. `extra_args` pass through unchanged; `host`/`port`/
     `served_model_name` are added only when not already in `extra_args`; on CPU `--enforce-eager` is added unless a
-    compilation/eager flag is present, and `--dtype float32` unless `--dtype` is given (see the module docstring).
-    `--worker-extension-cls` names our `WeightReloadExtension` (a complete weight reload) unless one is given."""
+    compilation/eager flag is present, and `--dtype float32` unless `--dtype` is given (see the module docstring)."""
     cmd = [sys.executable, "-m", VLLM_MODULE, "--model", str(model)]
     extra = list(extra_args)
     cpu = is_cpu_platform() if cpu is None else cpu
@@ -164,8 +161,6 @@ def build_vllm_command(model: str, extra_args: Sequence[str] = (), host: str | N
         cmd.append("--enforce-eager")
     if cpu and not _has_flag(extra, "--dtype"):
         cmd += ["--dtype", CPU_DTYPE]
-    if not _has_flag(extra, "--worker-extension-cls"):
-        cmd += ["--worker-extension-cls", EXTENSION_QUALNAME]
     return cmd + extra
 
 

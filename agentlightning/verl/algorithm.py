@@ -3,9 +3,10 @@
 Where this sits: it closes the loop. task → store → runner → agent → proxy → vLLM → spans → adapter → triplets →
 **verl batch → PPO/GRPO update → new weights → vLLM**.
 
-One step, the same code on CPU and GPU (the `Policy` differs: `agentlightning.verl.policy`):
+One step, the same code on CPU and GPU (the policy is verl's `RayPPOTrainer`, `agentlightning.verl.ray_policy`;
+only its config differs):
 1. publish the current policy: `session.proxy.as_resource(model=policy.served_model, sampling)` →
-   `store.add_resources` (the proxy fronts `policy.base_urls()`: our vLLM server on CPU, verl's replicas on GPU);
+   `store.add_resources` (the proxy fronts `policy.base_urls()`: verl's vLLM rollout replicas);
 2. `session.run_rollouts(tasks × rollout.n, mode="train")` (each rollout's metadata carries the task's data id);
    with verl's `algorithm.filter_groups`, more task batches (up to `max_num_gen_batches` per step) until
    `data.train_batch_size` groups have episodes with different rewards (DAPO's dynamic sampling);
@@ -13,8 +14,8 @@ One step, the same code on CPU and GPU (the `Policy` differs: `agentlightning.ve
    `policy.release_rollout()` (GPU: verl's replicas sleep, freeing memory for the update);
 4. `policy.step`: verl's old log-probs (or, in verl's bypass mode, the sampler's logprobs that the proxy
    recorded), ref/KL, advantages, actor (and critic) update (`agentlightning.verl.ppo_step`);
-5. `policy.push_weights`: CPU — the actor's HF weights into the running vLLM server (pause, reload, reset cache,
-   resume); GPU — verl's checkpoint engine (`update_weights`), which wakes the replicas with the new weights.
+5. `policy.push_weights`: verl's weight sync from the actor ranks into the replicas (on CPU through shared memory
+   and the replicas' reload, `agentlightning/verl/patches.py`), within `agentlightning.weight_sync_timeout_s`.
 Validation runs before training and at the end. Metrics per step go to the console (tqdm), `metrics.jsonl` and
 TensorBoard under `agentlightning.output_dir`; `reward_curve.png` is drawn at the end. Every `trainer.save_freq`
 steps a checkpoint (verl's FSDP model + optimizer + scheduler, plus `agl_state.json` with step and data cursor)
@@ -40,13 +41,15 @@ from agentlightning.trainer import task_id
 from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
-from agentlightning.verl.policy import CPUPolicy, Policy
+from agentlightning.verl.ray_policy import RayPPOPolicy
 
-__all__ = ["VerlAlgorithm", "hf_model_folder", "latest_checkpoint", "serve_checkpoint", "trainer_from_config"]
+__all__ = ["SERVED_NAME", "VerlAlgorithm", "hf_model_folder", "latest_checkpoint", "serve_checkpoint",
+           "trainer_from_config"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "agl_state.json"
+SERVED_NAME = "policy"  # the name the presets' replicas serve the policy under, and `serve_checkpoint` serves it
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -85,7 +88,6 @@ def serve_checkpoint(checkpoint: str, extra_args: Sequence[str] = (), startup_ti
     embedded default model) or anything `hf_model_folder` accepts, whose FileNotFoundError it raises unchanged."""
     from agentlightning.models import default_model_path
     from agentlightning.serving import VLLMServer
-    from agentlightning.verl.policy import SERVED_NAME
 
     path = default_model_path() if checkpoint == "default" else hf_model_folder(Path(checkpoint))
     return VLLMServer(path, served_model_name=SERVED_NAME, startup_timeout=startup_timeout, extra_args=extra_args)
@@ -93,13 +95,16 @@ def serve_checkpoint(checkpoint: str, extra_args: Sequence[str] = (), startup_ti
 
 class VerlAlgorithm:
     """PPO/GRPO with verl on agent rollouts (see the module docstring). `config`: a composed config (default:
-    `compose_config()` = configs/agentlightning.yaml with the cpu preset); `overrides`: Hydra overrides."""
+    `compose_config()` = configs/agentlightning.yaml with the cpu preset); `overrides`: Hydra overrides; `policy`: an
+    already built `RayPPOPolicy` to train (its start-up is paid once for several fits; the caller closes it)."""
 
-    def __init__(self, config: DictConfig | None = None, overrides: Sequence[str] = ()) -> None:
+    def __init__(self, config: DictConfig | None = None, overrides: Sequence[str] = (),
+                 policy: RayPPOPolicy | None = None) -> None:
         self.config = config if config is not None else compose_config(overrides=list(overrides))
         self.agl: AgentLightningConfig = validate_config(self.config)
         self.output_dir = Path(self.agl.output_dir)
         self.history: list[dict[str, float]] = []
+        self.policy = policy  # a policy built by the caller (kept open after fit); None: fit builds and closes one
 
     # ------------------------------------------------------------------ entry point
     def fit(self, trainer: Any, agent: Any, train_dataset: Any, val_dataset: Any | None) -> list[dict[str, float]]:
@@ -115,24 +120,21 @@ class VerlAlgorithm:
             raise ValueError("train_dataset is empty. Fix: pass a list of task dicts")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.output_dir / "config.yaml")
-        policy = self.make_policy(train)
+        policy = self.policy or self.make_policy(train)
         try:
             state = self._maybe_resume(policy)
             policy.start(state["step"])
             return asyncio.run(self._run(trainer, agent, train, val, policy, state))
         finally:
-            policy.close()
+            if policy is not self.policy:
+                policy.close()
 
-    def make_policy(self, train: list[Any]) -> Policy:
-        """`CPUPolicy` for `trainer.device=cpu`, else verl's `RayPPOTrainer` (`RayPPOPolicy`)."""
-        if str(self.config.trainer.device) == "cpu":
-            return CPUPolicy(self.config, self.agl.credit_assignment, self.agl.normalize_turns, self.agl.vllm,
-                             log_path=self.output_dir / "vllm.log")
-        from agentlightning.verl.ray_policy import RayPPOPolicy
+    def make_policy(self, train: list[Any]) -> RayPPOPolicy:
+        """verl's `RayPPOTrainer` (`RayPPOPolicy`) on the config's device: FSDP ranks, rollout replicas, weight sync."""
+        return RayPPOPolicy(self.config, train, self.agl.credit_assignment, self.agl.normalize_turns,
+                            weight_sync_timeout_s=self.agl.weight_sync_timeout_s)
 
-        return RayPPOPolicy(self.config, train, self.agl.credit_assignment, self.agl.normalize_turns)
-
-    def _maybe_resume(self, policy: Policy) -> dict[str, int]:
+    def _maybe_resume(self, policy: RayPPOPolicy) -> dict[str, int]:
         state = {"step": 0, "cursor": 0}
         if str(self.config.trainer.get("resume_mode", "auto")) == "disable":
             return state
@@ -242,7 +244,7 @@ class VerlAlgorithm:
         logger.info("validation of policy v%d: reward %.3f over %d tasks", version, stats["reward/mean"], len(tasks))
         return {f"val/{k}": v for k, v in stats.items() if not k.startswith("timing")}
 
-    async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], policy: Policy,
+    async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], policy: RayPPOPolicy,
                    state: dict[str, int]) -> list[dict[str, float]]:
         from tqdm import tqdm
         from transformers import AutoTokenizer
@@ -302,7 +304,7 @@ class VerlAlgorithm:
         plot_reward_curve(self.output_dir / "metrics.jsonl", self.output_dir / "reward_curve.png")
         return self.history
 
-    def _save(self, policy: Policy, state: dict[str, int]) -> None:
+    def _save(self, policy: RayPPOPolicy, state: dict[str, int]) -> None:
         folder = self.output_dir / "checkpoints" / f"global_step_{state['step']}"
         if folder.exists():
             shutil.rmtree(folder)

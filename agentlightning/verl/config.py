@@ -82,7 +82,7 @@ class AgentLightningConfig:
     normalize_turns: bool = True
     overlong: str = "truncate"
     sampling: dict[str, Any] = field(default_factory=dict)
-    vllm: dict[str, Any] = field(default_factory=dict)
+    weight_sync_timeout_s: float = 600.0
     output_dir: str = "outputs"
 
     def __post_init__(self) -> None:
@@ -121,6 +121,9 @@ class AgentLightningConfig:
         if self.overlong not in ("truncate", "drop"):
             raise _fail("overlong", self.overlong, "over-long samples are truncated or dropped",
                         "agentlightning.overlong=truncate or drop")
+        if self.weight_sync_timeout_s <= 0:
+            raise _fail("weight_sync_timeout_s", self.weight_sync_timeout_s, "a timeout must be positive",
+                        "seconds one weight sync into the rollout replicas may take, e.g. 600")
         unknown = set(self.sampling) - {"temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
         if unknown:
             raise _fail("sampling", dict(self.sampling), f"unknown sampling keys {sorted(unknown)}",
@@ -167,6 +170,16 @@ def validate_config(cfg: DictConfig) -> AgentLightningConfig:
                              f"attn_implementation={attn!r}: both need flash-attn CUDA kernels. Fix: "
                              "actor_rollout_ref.model.use_remove_padding=false and "
                              "+actor_rollout_ref.model.override_config.attn_implementation=sdpa (the cpu preset)")
+    if device == "cpu":
+        rollout = cfg.actor_rollout_ref.rollout
+        for key, wanted, why in (
+                ("tensor_model_parallel_size", 1, "each CPU replica is one process on one logical GPU"),
+                ("enable_sleep_mode", False, "vLLM has no sleep mode on CPU (\"Sleep mode is not supported on current "
+                                             "platform\")"),
+                ("free_cache_engine", False, "freeing the KV cache needs sleep mode, which vLLM lacks on CPU")):
+            if rollout.get(key) != wanted:
+                raise ValueError(f"trainer.device=cpu with actor_rollout_ref.rollout.{key}={rollout.get(key)!r}: "
+                                 f"{why}. Fix: actor_rollout_ref.rollout.{key}={str(wanted).lower()} (the cpu preset)")
     mini, batch = int(cfg.actor_rollout_ref.actor.ppo_mini_batch_size), int(cfg.data.train_batch_size)
     if mini < 1 or batch < 1 or batch % mini:
         raise ValueError(f"data.train_batch_size={batch} and actor.ppo_mini_batch_size={mini}: the mini-batch size "

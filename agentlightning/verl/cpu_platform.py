@@ -12,16 +12,19 @@ What verl 0.9.1 lacks on CPU, and the hook used for each (smallest set found by 
 2. `torch.cpu` lacks the CUDA-style memory statistics verl reads (`max_memory_allocated`, `mem_get_info`,
    `empty_cache`, `ipc_collect`, RNG state ...). **Hook**: the platform's `device_module` is our `cpu_device_module`,
    a namespace that forwards to `torch.cpu` and fills the gaps (process RSS for "allocated", psutil for free memory).
-3. The gloo/nccl backend string: `verl/utils/distributed.py` builds `f"cpu:gloo,{device}:{backend}"`, which on CPU is
-   `cpu:gloo,cpu:gloo` and torch rejects it ("Duplicate device type cpu"). verl has no hook for the string.
-   **Monkeypatch** (the only one): `initialize_global_process_group_ray` is wrapped to pass `backend="gloo"` when no
-   backend is given and the platform is CPU. Patched in `verl.utils.distributed` and in `verl.workers.engine_workers`
-   (which imported the name).
+3. The gloo/nccl backend string verl builds (`cpu:gloo,cpu:gloo` on CPU): a monkeypatch, in `patches.py` with the
+   other patches of verl/vLLM internals; `install_hooks()` applies it.
 4. FSDP engines are registered for devices cuda/npu only. **Hook**: `EngineRegistry.register(..., device="cpu")` with
    verl's own `FSDPEngineWithLMHead` / `FSDPEngineWithValueHead` classes (no subclass, no copy).
 5. Attention and padding: verl defaults to flash_attention_2 and remove-padding (flash-attn varlen kernels). These
    are config, not code: `model.override_config.attn_implementation=sdpa`, `model.use_remove_padding=false` (the
    `cpu` preset in configs/ sets both; `cpu_model_overrides()` gives them to in-process callers).
+6. Ray placement: verl places its FSDP workers and vLLM replicas on bundles of the platform's Ray resource and checks
+   that enough exist ("Total available GPUs 0 is less than total desired GPUs 1"). **Hook**: the platform names its
+   resource "GPU" (`ray_resource_name`, `ray_resource_options`), and on CPU `RayPPOPolicy` starts Ray with that many
+   *logical* GPUs (`ray.init(num_gpus=N)`): each stands for one training rank and its colocated vLLM replica. verl's
+   replicas also read the accelerator ids by that name (else "KeyError: 'CPU'" in `vllm_async_server.py`).
+   `rollout_env_vars()` gives the replicas vLLM's CPU settings (KV-cache size, OpenMP threads).
 
 `activate()` must run before `verl.workers.engine` is imported (verl reads the device name at import time). It is
 idempotent; calling it in a process that already chose a non-CPU platform raises with the fix.
@@ -39,8 +42,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["PLATFORM_NAME", "activate", "cpu_device_module", "cpu_model_overrides", "install_hooks", "is_active", "platform_class",
-           "register_platform", "select_if_no_gpu"]
+__all__ = ["PLATFORM_NAME", "activate", "cpu_device_module", "cpu_model_overrides", "install_hooks", "is_active",
+           "platform_class", "register_platform", "rollout_env_vars", "select_if_no_gpu"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +176,13 @@ class _PlatformCPUImpl:
         return None
 
     def ray_resource_name(self) -> str:
-        return "CPU"
+        return "GPU"  # logical GPUs (see the module docstring, 6)
 
     def ray_resource_options(self, num_gpus: float) -> dict[str, Any]:
-        return {"num_cpus": num_gpus}
+        return {"num_gpus": num_gpus}
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        return rollout_env_vars()
 
     def ray_noset_envvars(self) -> list[str]:
         return []
@@ -205,28 +211,6 @@ def register_platform() -> None:
 
     if PlatformRegistry.get(PLATFORM_NAME) is not platform_class():
         PlatformRegistry.register(platform=PLATFORM_NAME)(platform_class())
-
-
-def _patch_process_group_backend() -> None:
-    """Monkeypatch (verl has no hook): `cpu:gloo,cpu:gloo` → `gloo` when verl builds the default backend on CPU."""
-    import verl.utils.distributed as dist_utils
-
-    original = dist_utils.initialize_global_process_group_ray
-    if getattr(original, "_agl_cpu_patched", False):
-        return
-
-    @functools.wraps(original)
-    def initialize_global_process_group_ray(timeout_second: Any = None, backend: str | None = None) -> Any:
-        return original(timeout_second=timeout_second, backend=backend or "gloo")
-
-    initialize_global_process_group_ray._agl_cpu_patched = True  # type: ignore[attr-defined]
-    dist_utils.initialize_global_process_group_ray = initialize_global_process_group_ray
-    import sys
-
-    for name in ("verl.workers.engine_workers", "verl.checkpoint_engine.base"):
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "initialize_global_process_group_ray", None) is original:
-            module.initialize_global_process_group_ray = initialize_global_process_group_ray
 
 
 def _register_engines() -> None:
@@ -279,8 +263,10 @@ def install_hooks() -> None:
     """Engine registration for device cpu and the backend-string patch (idempotent; the platform must be chosen)."""
     import verl.workers.engine_workers  # noqa: F401 - imported now so the backend patch reaches its binding
 
+    from agentlightning.verl.patches import patch_process_group_backend
+
     _register_engines()
-    _patch_process_group_backend()
+    patch_process_group_backend()
 
 
 def select_if_no_gpu() -> bool:
@@ -307,6 +293,15 @@ def _no_cuda(is_cpu_platform: Any) -> bool:
         return not torch.cuda.is_available()
     except Exception:  # noqa: BLE001
         return True
+
+
+def rollout_env_vars() -> dict[str, str]:
+    """vLLM's CPU settings for verl's replicas: the same defaults as our own `VLLMServer` (all cores of this process's
+    affinity, 1 GiB KV cache, none reserved), the caller's environment winning."""
+    from agentlightning.serving.vllm_server import cpu_env_defaults
+
+    keys = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
+    return {**cpu_env_defaults({}), **{k: os.environ[k] for k in keys if k in os.environ}}
 
 
 def cpu_model_overrides() -> dict[str, Any]:

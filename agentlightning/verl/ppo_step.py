@@ -3,14 +3,10 @@
 Where this sits: … triplets → verl batch → **old log-probs → (ref log-probs, values) → rewards/KL → advantages →
 critic/actor update** → new weights → vLLM.
 
-`PPOStep` is a mixin. The class it is mixed into provides verl's `RayPPOTrainer` step methods
-(`_compute_old_log_prob`, `_compute_ref_log_prob`, `_compute_values`, `_update_actor`, `_update_critic`) and the
-attributes they read (`config`, `actor_rollout_wg`, `ref_policy_wg`, `critic_wg`, `use_reference_policy`,
-`use_critic`, `ref_in_actor`, ...):
-- `agentlightning.verl.actor.InProcessPPO` (CPU): verl's workers in this process, the methods borrowed from
-  `RayPPOTrainer` and called on the in-process workers;
-- `agentlightning.verl.ray_policy.RayPPOPolicy` (GPU): a `RayPPOTrainer` subclass; the methods are its own and call
-  verl's Ray worker groups.
+`PPOStep` is a mixin of `agentlightning.verl.ray_policy.RayPPOPolicy`, a `RayPPOTrainer` subclass: verl's step
+methods (`_compute_old_log_prob`, `_compute_ref_log_prob`, `_compute_values`, `_update_actor`, `_update_critic`) and
+the attributes they read (`config`, `actor_rollout_wg`, `ref_policy_wg`, `critic_wg`, `use_reference_policy`,
+`use_critic`, `ref_in_actor`, ...) are the trainer's own, calling verl's Ray worker groups (on GPUs and on CPU).
 
 `step(batch)` is the middle of verl's `RayPPOTrainer.fit` step, after generation: group filtering (verl's
 `algorithm.filter_groups`: GRPO groups whose rewards are all equal carry no signal), old log-probs (or, in verl's
@@ -56,7 +52,7 @@ class PPOStep:
 
     @property
     def dp_size(self) -> int:
-        """Data-parallel ranks the actor's batch is split over (1 in-process)."""
+        """Data-parallel ranks the actor's batch is split over."""
         return int(getattr(self.actor_rollout_wg, "world_size", 1) or 1)
 
     def _prepare(self, batch: Any) -> Any:

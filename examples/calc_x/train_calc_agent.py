@@ -6,10 +6,11 @@
     python examples/calc_x/train_calc_agent.py --cfg job                # print the composed config
     python examples/calc_x/train_calc_agent.py preset=gpu               # Qwen2.5-1.5B-Instruct hyperparameters
 
-What happens: `VerlAlgorithm` starts vLLM on the policy, and each step runners play `rollout.n` episodes per task —
+What happens: `VerlAlgorithm` builds verl's RayPPOTrainer (FSDP ranks and vLLM rollout replicas on a local Ray, on
+CPU too), and each step runners play `rollout.n` episodes per task —
 `calc_agent` (examples/calc_x/calc_agent.py) talks to the policy through the LLM proxy, calls the MCP calculator,
 answers `### ANSWER: n ###`, and is rewarded 1/0 by `reward.score`; the proxy's token IDs become a verl batch, verl
-updates the policy, and the new weights go into vLLM. Validation (greedy) runs on the test split before training
+updates the policy, and verl's weight sync puts the new weights into the replicas. Validation (greedy) runs on the test split before training
 and at the end; this script then prints both as a table (accuracy, answer-format rate, tool-call rate, mean turns,
 tokens) and points at the reward/accuracy curve PNG, metrics JSONL and TensorBoard files.
 """

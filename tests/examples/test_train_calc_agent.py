@@ -35,6 +35,7 @@ def test_wrong_override_is_explained() -> None:
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@pytest.mark.usefixtures("stop_session_vllm")  # its own replica needs the RAM
 @pytest.mark.timeout(960)  # the subprocess timeout below is the real limit (pyproject's default is 600 s)
 def test_one_training_step(tmp_path: Path) -> None:
     cmd = [sys.executable, str(SCRIPT), "trainer.total_training_steps=1", "data.train_batch_size=2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -240,6 +241,32 @@ async def test_a_rollout_withdrawn_before_it_starts_is_dropped_not_fatal() -> No
     assert (await store.get_rollout_by_id(claimed.rollout_id)).status == "cancelled"
 
 
+async def test_a_stopping_worker_leaves_a_rollout_claimed_again_by_another_worker_alone() -> None:
+    """Worker A's attempt went unresponsive and worker B claimed the rollout again; A stopping must not requeue it
+    (that would fail B's live attempt)."""
+
+    @rollout
+    async def slow(task: dict, llm: LLM) -> float:
+        await asyncio.sleep(30)
+        return 1.0
+
+    store = await _store_with_resources()
+    rollout_id = (await store.enqueue_rollout({"x": 1}, config=RolloutConfig(unresponsive_seconds=0.3,
+                                                                            max_attempts=2))).rollout_id
+    first = await store.dequeue_rollout("A")
+    assert first is not None
+    task = asyncio.create_task(run_rollout(store, slow, first, Tracer(), RunnerConfig(heartbeat_seconds=10)))
+    await asyncio.sleep(0.8)  # no heartbeat from A: its attempt is swept as unresponsive and the rollout requeued
+    second = await store.dequeue_rollout("B")
+    assert second is not None and second.attempt.sequence_id == 2
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    attempts = await store.query_attempts(rollout_id)
+    assert [a.status for a in attempts] == ["unresponsive", "preparing"]
+    assert (await store.get_rollout_by_id(rollout_id)).status == "preparing"
+
+
 class NameCollector(SpanProcessor):
     """An extra OpenTelemetry span processor: collects span names (picklable, unlike OTel's in-memory exporter)."""
 
@@ -463,7 +490,7 @@ def test_ray_backend_runs_rollouts() -> None:
         with RunnerPool(napping_agent, server.url, n_runners=2, backend="ray"):
             assert _wait_status(client, ids) == ["succeeded"] * 4
         workers = {asyncio.run(client.get_latest_attempt(i)).worker_id for i in ids}  # type: ignore[union-attr]
-        assert workers <= {"ray-runner-0", "ray-runner-1"}
+        assert {w.split("@")[0] for w in workers} <= {"ray-runner-0", "ray-runner-1"}
     finally:
         ray.shutdown()
         server.stop_thread()

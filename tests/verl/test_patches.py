@@ -1,0 +1,56 @@
+"""The patches of verl/vLLM internals (`agentlightning/verl/patches.py`) hold only for the pinned versions: this fails
+loudly when a pin changes, and checks the `vllm` distribution shim and the CPU platform's Ray resource."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from agentlightning.verl import patches
+
+
+def test_verl_and_vllm_are_the_versions_the_patches_were_written_for() -> None:
+    patches.check_versions()  # raises, naming agentlightning/verl/patches.py, when verl or vLLM changed
+
+
+def test_a_changed_version_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(patches.PINNED, "verl", "0.9.0")
+    with pytest.raises(RuntimeError, match="agentlightning/verl/patches.py was written for .*Fix"):
+        patches.check_versions()
+
+
+def test_the_vllm_shim_names_the_cpu_wheel_for_verl() -> None:
+    # verl's own check (verl/workers/rollout/vllm_rollout/__init__.py) reads the distribution `vllm`
+    assert importlib.metadata.version("vllm") == patches.VLLM_SHIM_VERSION
+    assert patches.shim_folder().joinpath(f"vllm-{patches.VLLM_SHIM_VERSION}.dist-info", "METADATA").is_file()
+
+
+def test_the_shim_writer_is_idempotent_and_stays_in_its_environment(tmp_path: Path) -> None:
+    real_pth = Path(sysconfig.get_paths()["purelib"]) / "agl-shims.pth"
+    before = real_pth.read_text() if real_pth.exists() else None
+    first = patches.write_vllm_shim(tmp_path)
+    assert patches.write_vllm_shim(tmp_path) == first and "Version: 0.32.0+cpu" in (first / "METADATA").read_text()
+    (pth,) = tmp_path.rglob("agl-shims.pth")
+    assert pth.read_text().strip() == str(patches.shim_folder(tmp_path))
+    assert (real_pth.read_text() if real_pth.exists() else None) == before  # this environment's shim untouched
+
+
+def test_cpu_platform_places_work_on_logical_gpus() -> None:
+    from agentlightning.verl import cpu_platform
+
+    platform = cpu_platform.platform_class()()
+    assert platform.ray_resource_name() == "GPU" and platform.ray_resource_options(1) == {"num_gpus": 1}
+    env = platform.rollout_env_vars()
+    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0" and "VLLM_CPU_KVCACHE_SPACE" in env
+
+
+def test_the_weight_sync_extension_is_verls_with_a_cpu_reload() -> None:
+    from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
+
+    extension = patches.CPUWeightSyncExtension
+    assert issubclass(extension, vLLMColocateWorkerExtension)
+    assert extension.update_weights_from_ipc is not vLLMColocateWorkerExtension.update_weights_from_ipc
+    assert f"{extension.__module__}.{extension.__qualname__}" == "agentlightning.verl.patches.CPUWeightSyncExtension"
