@@ -53,7 +53,8 @@ class RunnerConfig:
     heartbeat_seconds: liveness ping while an agent runs (keep it well below the rollouts' `unresponsive_seconds`;
     the trainer's default is 60); exit_when_idle_seconds: leave the loop after this long with nothing queued (None: run until stopped);
     max_concurrency: rollouts one worker runs at the same time (vLLM batches concurrent requests: on a 2-core CPU,
-    8 concurrent requests gave 4.6x the tokens/s of one).
+    8 concurrent requests gave 4.6x the tokens/s of one); shutdown_seconds: how long a stopping worker waits for its
+    rollouts and claim to be given back (with the store away they cannot be; its heartbeat deadline requeues them).
 
     Why long polls and sparse heartbeats: on a CPU machine the runners share cores with vLLM, and every store request
     costs CPU in the runner and in the trainer's store server. Polling every 0.2 s and beating every 2 s per rollout
@@ -64,9 +65,10 @@ class RunnerConfig:
     heartbeat_seconds: float = 10.0
     exit_when_idle_seconds: float | None = None
     max_concurrency: int = 1
+    shutdown_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("poll_seconds", "heartbeat_seconds"):
+        for name in ("poll_seconds", "heartbeat_seconds", "shutdown_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RunnerConfig.{name}={getattr(self, name)} must be > 0")
         if self.max_concurrency < 1:
@@ -233,16 +235,34 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
                 idle_since, retry_at = time.monotonic(), 0.0
     finally:
         stopper.cancel()
-        for task in running:
-            task.cancel()
-        for task in running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if claim is not None:  # a cancelled dequeue claims nothing (the store contract); one that already
-            claim.cancel()     # answered may have: give that back
-            with contextlib.suppress(asyncio.CancelledError):
-                if (late := await claim) is not None:
-                    await store.update_rollout(late.rollout_id, status="requeuing",
-                                               metadata={"requeued_by": "runner shutdown"})
+        await _shut_down(store, running, claim, config.shutdown_seconds)
     return count
+
+
+async def _shut_down(store: LightningStore, running: set[asyncio.Task[str]],
+                     claim: asyncio.Task[AttemptedRollout | None] | None, grace: float) -> None:
+    """Cancel the running rollouts (each gives its rollout back) and the pending claim (a cancelled dequeue claims
+    nothing; one that already answered may have: that one is given back), within `grace` seconds: with the store
+    away the give-backs cannot land, and the store's heartbeat deadline requeues those rollouts instead."""
+    pending: set[asyncio.Future[Any]] = set(running)
+    for task in running:
+        task.cancel()
+    if claim is not None:
+        claim.cancel()
+        pending.add(asyncio.ensure_future(_give_back_claim(store, claim)))
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=grace)
+    for task in late:  # a second cancel ends a give-back still waiting for an unreachable store
+        task.cancel()
+    if late:
+        logger.warning("runner stopping: %d rollout(s) could not be given back within %.0f s; the store requeues "
+                       "them when their heartbeats stop", len(late), grace)
+        await asyncio.wait(late, timeout=1.0)
+
+
+async def _give_back_claim(store: LightningStore, claim: asyncio.Task[AttemptedRollout | None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        if (late := await claim) is not None:
+            await store.update_rollout(late.rollout_id, status="requeuing", metadata={"requeued_by": "runner shutdown"})
 

@@ -64,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"agl proxy: {exc}") from None
 
+    from agentlightning.net import until_stopped
+
     async def serve() -> None:
         await proxy.start()
         print(f"agl proxy: listening on {proxy.url}, backends {proxy.backends}, store {args.store}", flush=True)
         try:
-            await proxy.wait()
+            await until_stopped(proxy.wait())  # Ctrl-C / SIGTERM: a graceful stop
         finally:
             await proxy.stop()
             await store.close()

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agentlightning.net import is_loopback
+from agentlightning.net import is_loopback, until_stopped
 
 __all__ = ["add_parser", "run"]
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"agl store: {args.backend} store listening on {server.url}" +
               (f" (file {args.path})" if args.path else ""), flush=True)
         try:
-            await server.wait()
+            await until_stopped(server.wait())  # Ctrl-C / SIGTERM: a graceful stop
         finally:
             await server.stop()
             await store.close()

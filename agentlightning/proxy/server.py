@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from agentlightning.net import http_url
+from agentlightning.net import EmbeddedServer, http_url
 from agentlightning.proxy.app import ProxyHTTPError, build_app
 from agentlightning.proxy.backends import BackendPool
 from agentlightning.store.base import LightningStore
@@ -85,7 +85,7 @@ class LLMProxy:
         self.client: httpx.AsyncClient = None  # type: ignore[assignment]  # created in start(), on the serving loop
         self._known_attempts: set[tuple[str, str]] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self._server: uvicorn.Server | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[Any] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,7 +169,7 @@ class LLMProxy:
         self.client = self._new_client()
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
                                 access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
-        self._server = uvicorn.Server(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():

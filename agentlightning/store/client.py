@@ -56,11 +56,15 @@ from agentlightning.types import (
     Span,
 )
 
-__all__ = ["KEEP_ALIVE_SECONDS", "LightningStoreClient"]
+__all__ = ["KEEP_ALIVE_SECONDS", "LightningStoreClient", "SYNC_RETRY_DEADLINE_SECONDS"]
 
 logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_SECONDS = 30.0  # below the server's 75 s (store/server.py): the client always closes idle connections
+# A blocking call (the tracer's span ordering) retries at most this long: it holds its caller's thread — often an
+# event loop running many episodes — and a span without an order is better than a stalled runner.
+SYNC_RETRY_DEADLINE_SECONDS = 5.0
+_GIVE_UP_AFTER_POLL_SECONDS = 5.0
 _RETRY_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 _RETRY_STATUS = frozenset({502, 503, 504})
 _FIRST_DELAY, _MAX_DELAY = 0.05, 2.0
@@ -112,12 +116,14 @@ class LightningStoreClient(LightningStore):
             self._clients[key] = httpx.AsyncClient(**self._options())
         return self._clients[key]
 
-    def _next_delay(self, tries: int, started: float, method: str, path: str, exc: Exception) -> float:
+    def _next_delay(self, tries: int, started: float, method: str, path: str, exc: Exception,
+                    deadline: float | None = None) -> float:
         """Seconds to wait before the next try, or StoreUnavailableError when that would pass the deadline."""
+        deadline = self.retry_deadline if deadline is None else deadline
         delay = min(_MAX_DELAY, _FIRST_DELAY * 2 ** (tries - 1)) * random.uniform(0.5, 1.0)
-        if time.monotonic() + delay - started > self.retry_deadline:
+        if time.monotonic() + delay - started > deadline:
             raise StoreUnavailableError(
-                f"the store at {self.url} did not answer {method} {path} within {self.retry_deadline:g} s ({tries} "
+                f"the store at {self.url} did not answer {method} {path} within {deadline:g} s ({tries} "
                 f"tries; last error: {type(exc).__name__}: {exc}). Check that the store server is running (the "
                 "trainer's process, or `agl store`) and reachable from this machine at that address, or give the "
                 "client a longer retry_deadline") from exc
@@ -157,7 +163,8 @@ class LightningStoreClient(LightningStore):
             try:
                 return self._check(self._sync_client.request(method, path), method, path)
             except (*_RETRY_ERRORS, _Retryable) as exc:
-                time.sleep(self._next_delay(tries, started, method, path, exc))
+                time.sleep(self._next_delay(tries, started, method, path, exc,
+                                            min(self.retry_deadline, SYNC_RETRY_DEADLINE_SECONDS)))
 
     def _error(self, response: httpx.Response, method: str, path: str) -> Exception:
         """The contract exception for an error response (404 → NotFoundError, 409 → InvalidTransitionError, ...)."""
@@ -192,9 +199,16 @@ class LightningStoreClient(LightningStore):
         except asyncio.CancelledError:
             # The server may be about to claim for us (a cancelled request does not always close the connection,
             # so it cannot tell): let the call answer (<= wait_seconds) and give back what it claimed, then cancel.
-            while not call.done():
+            # With the store away that answer never comes: stop waiting a few seconds after the long poll's end
+            # (a claim it made is given back by the server's grace for vanished clients).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_seconds + _GIVE_UP_AFTER_POLL_SECONDS
+            while not call.done() and loop.time() < deadline:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(call)
+                    await asyncio.wait({call}, timeout=deadline - loop.time())
+            if not call.done():
+                call.cancel()
+                raise
             if not call.cancelled() and call.exception() is None and call.result() is not None:
                 await self.update_rollout(call.result()["rollout_id"], status="requeuing",
                                           metadata={"requeued_by": "dequeue cancelled"})

@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentlightning.net import http_url
+from agentlightning.net import EmbeddedServer, http_url
 from agentlightning.store.base import InvalidTransitionError, LightningStore, NotFoundError, StoreRequestError
 from agentlightning.store.idempotency import KEY_HEADER
 from agentlightning.types import (
@@ -295,7 +295,7 @@ class LightningStoreServer:
         self.store, self.host, self.port, self.token = store, host, port, token
         self.sweep_seconds = sweep_seconds
         self.app = build_app(store, token, give_back_grace)
-        self._server: uvicorn.Server | None = None
+        self._server: EmbeddedServer | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._thread: threading.Thread | None = None
 
@@ -312,7 +312,7 @@ class LightningStoreServer:
     async def start(self) -> None:
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
                                 timeout_keep_alive=KEEP_ALIVE_SECONDS)
-        self._server = uvicorn.Server(config)
+        self._server = EmbeddedServer(config)
         self._tasks = [asyncio.create_task(self._server.serve()), asyncio.create_task(self._sweeper())]
         while not self._server.started:
             if self._tasks[0].done():

@@ -18,7 +18,7 @@ What verl 0.9.1 lacks on CPU, and the hook used for each (smallest set found by 
    verl's own `FSDPEngineWithLMHead` / `FSDPEngineWithValueHead` classes (no subclass, no copy).
 5. Attention and padding: verl defaults to flash_attention_2 and remove-padding (flash-attn varlen kernels). These
    are config, not code: `model.override_config.attn_implementation=sdpa`, `model.use_remove_padding=false` (the
-   `cpu` preset in configs/ sets both; `cpu_model_overrides()` gives them to in-process callers).
+   `cpu` preset in configs/ sets both; `verl/config.py` refuses the flash-attn settings on CPU with the fix).
 6. Ray placement: verl places its FSDP workers and vLLM replicas on bundles of the platform's Ray resource and checks
    that enough exist ("Total available GPUs 0 is less than total desired GPUs 1"). **Hook**: the platform names its
    resource "GPU" (`ray_resource_name`, `ray_resource_options`), and on CPU `RayPPOPolicy` starts Ray with that many
@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["PLATFORM_NAME", "activate", "cpu_device_module", "cpu_model_overrides", "install_hooks", "is_active",
-           "platform_class", "register_platform", "rollout_env_vars", "select_if_no_gpu"]
+__all__ = ["PLATFORM_NAME", "activate", "cpu_device_module", "install_hooks", "platform_class", "register_platform",
+           "rollout_env_vars", "select_if_no_gpu"]
 
 logger = logging.getLogger(__name__)
 
@@ -230,16 +230,6 @@ def _add_external_module_env() -> None:
         os.environ["VERL_USE_EXTERNAL_MODULES"] = ",".join([*modules, _PLUGIN_MODULE])
 
 
-def is_active() -> bool:
-    """True when verl in this process resolved (or will resolve) its platform to our CPU platform."""
-    from verl.plugin.platform import platform_manager
-
-    current = platform_manager._current_platform
-    if current is not None:
-        return current.device_name == "cpu"
-    return os.environ.get("VERL_PLATFORM", "").strip().lower() == PLATFORM_NAME
-
-
 def activate() -> None:
     """Make verl run on CPU in this process and in processes it starts (Ray workers). Idempotent.
 
@@ -302,8 +292,3 @@ def rollout_env_vars() -> dict[str, str]:
 
     keys = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
     return {**cpu_env_defaults({}), **{k: os.environ[k] for k in keys if k in os.environ}}
-
-
-def cpu_model_overrides() -> dict[str, Any]:
-    """verl `actor_rollout_ref.model` settings needed on CPU (no flash-attn): sdpa attention, padded inputs."""
-    return {"use_remove_padding": False, "override_config": {"attn_implementation": "sdpa"}}

@@ -244,7 +244,7 @@ class RayPPOPolicy(PPOStep):
                     with contextlib.suppress(Exception):
                         ray.kill(handle)
         self._started_ray = False
-        if removed := release_shared_memory(self._started_at):
+        if removed := release_shared_memory(self._started_at, wait_s=10.0):
             logger.info("removed %d shared-memory segments left in /dev/shm by the workers", len(removed))
 
     def _actor_handles(self) -> list[Any]:
@@ -268,24 +268,26 @@ def _first_line(exc: BaseException) -> str:
     return (tail[-1] if tail else lines[-1] if lines else repr(exc)).strip()
 
 
-def release_shared_memory(since: float) -> list[str]:
+def release_shared_memory(since: float, wait_s: float = 0.0) -> list[str]:
     """Unlink the /dev/shm segments of verl's weight buckets and of multiprocessing (`psm_*`, vLLM's queues) that
     were made after `since` (a `time.time()`) and that no live process has open or mapped: what workers killed at
-    shutdown leave behind. Returns the removed names."""
+    shutdown leave behind. Segments still in use are looked at again for up to `wait_s` seconds (processes that were
+    just killed take a moment to exit). Returns the removed names."""
     if not _SHM.is_dir():
         return []
-    candidates = [p for p in _SHM.iterdir() if p.name.startswith(_SHM_PREFIXES)]
-    candidates = [p for p in candidates if _mtime(p) >= since - 1.0]
-    if not candidates:
-        return []
-    in_use = _segments_in_use()
-    removed = []
-    for path in candidates:
-        if path.name not in in_use:
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed.append(path.name)
-    return removed
+    removed: list[str] = []
+    deadline = time.monotonic() + wait_s
+    while True:
+        candidates = [p for p in _SHM.iterdir() if p.name.startswith(_SHM_PREFIXES) and _mtime(p) >= since - 1.0]
+        in_use = _segments_in_use() if candidates else set()
+        for path in candidates:
+            if path.name not in in_use:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path.name)
+        if not any(p.name in in_use for p in candidates) or time.monotonic() >= deadline:
+            return removed
+        time.sleep(0.5)
 
 
 def _mtime(path: Path) -> float:

@@ -12,12 +12,14 @@ CPU too), and each step runners play `rollout.n` episodes per task —
 answers `### ANSWER: n ###`, and is rewarded 1/0 by `reward.score`; the proxy's token IDs become a verl batch, verl
 updates the policy, and verl's weight sync puts the new weights into the replicas. Validation (greedy) runs on the test split before training
 and at the end; this script then prints both as a table (accuracy, answer-format rate, tool-call rate, mean turns,
-tokens) and points at the reward/accuracy curve PNG, metrics JSONL and TensorBoard files.
+tokens, accuracy per difficulty), writes it to `held_out.json`, and points at the reward/accuracy curve PNG, metrics
+JSONL and TensorBoard files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -179,6 +181,7 @@ def main(cfg: DictConfig) -> None:
     after = summarize(asyncio.run(_outcomes(store, final_step)))
     print("\n" + format_results({"before": before, "after": after}, "held-out (test split)", change=True),
           flush=True)
+    (output / "held_out.json").write_text(json.dumps({"before": before, "after": after, "step": final_step}))
     print(f"\nreward/accuracy curve: {output / 'reward_curve.png'}; metrics: {output / 'metrics.jsonl'}; "
           f"TensorBoard: {output / 'tensorboard'}; checkpoints: {output / 'checkpoints'}", flush=True)
 

@@ -267,6 +267,43 @@ async def test_a_stopping_worker_leaves_a_rollout_claimed_again_by_another_worke
     assert (await store.get_rollout_by_id(rollout_id)).status == "preparing"
 
 
+async def test_a_stopping_worker_whose_store_is_gone_exits_within_its_grace() -> None:
+    """The give-backs of a stopping worker cannot land when the store is away (Ctrl-C took the trainer's store down
+    first): the worker still exits within `shutdown_seconds`, not after the client's retry deadline."""
+
+    class GoneStore(InMemoryLightningStore):  # a fake: from `gone` on, every write hangs like an unreachable store
+        gone = False
+
+        async def update_rollout(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            while self.gone:
+                await asyncio.sleep(3600)
+            return await super().update_rollout(*args, **kwargs)
+
+        async def get_latest_attempt(self, rollout_id):  # noqa: ANN001, ANN202
+            while self.gone:
+                await asyncio.sleep(3600)
+            return await super().get_latest_attempt(rollout_id)
+
+    @rollout
+    async def slow(task: dict, llm: LLM) -> float:
+        await asyncio.sleep(30)
+        return 1.0
+
+    store = GoneStore()
+    await store.add_resources(LLM_RESOURCE)
+    await store.enqueue_many_rollouts([{"input": {"x": i}} for i in range(3)])
+    stop = asyncio.Event()
+    worker = asyncio.create_task(worker_loop(store, slow, "w", stop, RunnerConfig(max_concurrency=3,
+                                                                                  shutdown_seconds=1.0)))
+    while len(await store.query_rollouts(status=["running"])) < 3:
+        await asyncio.sleep(0.05)
+    store.gone = True
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(worker, timeout=10)
+    assert time.monotonic() - started < 3.0
+
+
 class NameCollector(SpanProcessor):
     """An extra OpenTelemetry span processor: collects span names (picklable, unlike OTel's in-memory exporter)."""
 

@@ -46,18 +46,22 @@ MEMORY_ATTACKS = {
     "randomblob_sort": _BLOBS.format(size=500_000, count=2000) + "SELECT length(b) FROM r ORDER BY b",
 }
 
-# Run in a fresh interpreter so ru_maxrss is this query's peak alone. The address-space cap only keeps a broken
+# Run in a fresh interpreter so its peak RSS (VmHWM) is this query's alone. The address-space cap only keeps a broken
 # build from taking the machine down (it would fail here with MemoryError instead of using gigabytes). The time limit
 # is generous so that only the memory bounds can stop these queries, even on a loaded machine.
 _PROBE = textwrap.dedent("""
     import json, resource, sys
+
+    def hwm_kib():  # this process's own peak RSS (ru_maxrss would start at the parent's, inherited through fork)
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
     from examples.spider.sql_tools import database_copy, execute_sql
     copy = database_copy(sys.argv[1])
     execute_sql(copy, "SELECT 1")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = hwm_kib()
     outcome = execute_sql(copy, sys.argv[2], timeout_s=90)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = hwm_kib()
     after = execute_sql(copy, "SELECT count(*) FROM singer")
     print(json.dumps({"text": outcome.text, "error": outcome.error, "rows": outcome.rows is not None,
                       "before_kib": before, "peak_kib": peak, "after": after.text}))

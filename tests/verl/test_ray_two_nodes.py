@@ -12,12 +12,26 @@ from typing import Any
 
 import pytest
 
+from agentlightning import LLM, rollout
+from agentlightning.clients import async_openai
+
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.usefixtures("stop_session_vllm")]
 
 TASKS = [{"id": f"add-{a}-{b}", "a": a, "b": b} for a, b in [(1, 2), (2, 2), (3, 1), (4, 4)]]
 
 
-def test_one_grpo_step_on_two_ray_nodes(tmp_path: Path, model_path: str, add_agent: Any) -> None:
+@rollout
+async def slow_add(task: dict[str, Any], llm: LLM) -> float:
+    """One model call after a 2 s pause: 8 episodes one at a time take one runner ~20 s, so the runner on the
+    other node, started meanwhile, plays some of them too."""
+    await asyncio.sleep(2)
+    reply = await async_openai(llm).chat.completions.create(
+        model=llm.model, messages=[{"role": "user", "content": f"What is {task['a']}+{task['b']}?"}],
+        **llm.sampling_parameters)
+    return 1.0 if str(task["a"] + task["b"]) in (reply.choices[0].message.content or "") else 0.0
+
+
+def test_one_grpo_step_on_two_ray_nodes(tmp_path: Path, model_path: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -56,16 +70,17 @@ def test_one_grpo_step_on_two_ray_nodes(tmp_path: Path, model_path: str, add_age
         store = SqliteLightningStore(tmp_path / "store.sqlite")
         trainer = Trainer(n_runners=2, runner_backend="ray", store=store, runner_config=RunnerConfig(max_concurrency=1),
                           algorithm=VerlAlgorithm(cfg, policy=policy))
-        (step,) = trainer.fit(add_agent, TASKS, None)
+        (step,) = trainer.fit(slow_add, TASKS, None)
         assert step["rollout/count"] == 4 and step["actor/grad_norm"] > 0 and step["timing_s/weight_sync"] > 0
         state = json.loads((tmp_path / "checkpoints" / "global_step_1" / "agl_state.json").read_text())
         assert state["step"] == 1
 
-        async def runner_nodes() -> set[str]:
+        async def workers() -> list[str]:
             attempts = [a for r in await store.query_rollouts() for a in await store.query_attempts(r.rollout_id)]
-            return {a.worker_id.rsplit("@", 1)[1] for a in attempts if a.worker_id}
+            return [a.worker_id for a in attempts if a.worker_id]
 
-        assert asyncio.run(runner_nodes()) == nodes  # the runner actors ran episodes on both nodes
+        ran = asyncio.run(workers())
+        assert {w.rsplit("@", 1)[1] for w in ran} == nodes, ran  # the runner actors ran episodes on both nodes
     finally:
         if policy is not None:
             policy.close()
