@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_MAX_MODEL_LEN",
     "DEFAULT_MODEL_NAME",
     "ModelPreparationError",
     "agl_home",
@@ -38,6 +39,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+# the context vLLM serves the default model with (the cpu preset's rollout.max_model_len says the same; a test checks)
+DEFAULT_MAX_MODEL_LEN = 2048
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = ".agl-ready"
 

@@ -144,8 +144,10 @@ class Trainer:
         self.n_runners, self.store, self.proxy, self.algorithm = n_runners, store, proxy, algorithm
         self.adapter = adapter or TraceAdapter()
         self.runner_backend, self.runner_config = runner_backend, runner_config or RunnerConfig()
-        # Default retry policy: a runner that dies stops heartbeating and its rollout is retried elsewhere.
-        self.rollout_config = rollout_config or RolloutConfig(unresponsive_seconds=60, max_attempts=2)
+        # Rollout timeout, heartbeat deadline and attempts: given, else the algorithm's (VerlAlgorithm: the
+        # `agentlightning:` block), else a runner that dies stops heartbeating and its rollout is retried elsewhere.
+        self.rollout_config = rollout_config or getattr(algorithm, "rollout_config", None) or RolloutConfig(
+            unresponsive_seconds=60, max_attempts=2)
         self.store_host, self.store_token = store_host, store_token
         self.runner_log_dir = runner_log_dir  # None: a temp folder, removed after a clean stop
         self.proxy_kwargs = dict(proxy_kwargs or {})  # e.g. {"request_logprobs": True} when no `proxy` is given

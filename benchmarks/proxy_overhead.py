@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agentlightning.serving import VLLMServer, find_free_port  # noqa: E402
-from agentlightning.store import InMemoryLightningStore, LightningStoreClient, LightningStoreServer  # noqa: E402
+from agentlightning.serving import VLLMServer, find_free_port
+from agentlightning.store import InMemoryLightningStore, LightningStoreClient, LightningStoreServer
 
 PROMPTS = ["What is 2+2?", "Name a color.", "Say hello in French.", "What is the capital of Italy?",
            "Count to three.", "Give me a fruit.", "What day comes after Monday?", "Name an animal."]
@@ -115,8 +111,7 @@ async def benchmark(args: argparse.Namespace, vllm_url: str, model: str) -> None
     store = LightningStoreClient(store_server.url)
     port = find_free_port()
     proxy = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "proxy", "--backend", vllm_url,
-                              "--store", store_server.url, "--port", str(port)],
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                              "--store", store_server.url, "--port", str(port)])
     try:
         wait_port(port)
         await store.enqueue_rollout(input={"benchmark": True})

@@ -32,24 +32,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # `examples` importable when run from anywhere
-
 __all__ = ["main"]
 
 PARTS = ("rollout", "adapter", "update", "weight_sync")
-
-
-def _load_agent(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 async def _replay(url: str, model: str, episodes: list[list[dict[str, Any]]], concurrency: int) -> tuple[float, int]:
@@ -83,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args(argv)
 
-    from agentlightning.verl.__main__ import load_tasks
     from agentlightning.verl.algorithm import trainer_from_config
-    from agentlightning.verl.config import compose_config, register_resolvers
+    from agentlightning.verl.config import compose_config, register_resolvers, validate_config
+    from agentlightning.verl.entry import build_agent, task_splits
 
     register_resolvers()
     out = Path(tempfile.mkdtemp(prefix="agl-train-step-"))
@@ -94,9 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "trainer.val_before_train=false", f"data.train_batch_size={args.tasks_per_step}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={args.tasks_per_step}", f"actor_rollout_ref.rollout.n={args.n}",
         *args.overrides])
-    agl = cfg.agentlightning
-    train_path = agl.train_data if Path(agl.train_data).is_file() else str(ROOT / agl.train_data)
-    tasks = load_tasks(train_path)
+    agl = validate_config(cfg)
+    tasks, _val = task_splits(cfg, agl)
     trainer = trainer_from_config(cfg)
     memory = _MemoryPeak().start()
     # the policy is built here and handed to the loop, so its replicas outlive fit: the raw baseline replays against
@@ -104,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     policy = trainer.algorithm.make_policy(tasks)
     trainer.algorithm.policy = policy
     try:
-        history = trainer.fit(_load_agent(str(agl.agent)), tasks, None)
+        history = trainer.fit(build_agent(cfg, agl), tasks, None)
         measured = history[1:] or history
         phases = asyncio.run(_recorded_phases(trainer.store, {int(h["step"]) - 1 for h in measured}))
         if not phases:

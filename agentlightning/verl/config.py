@@ -68,8 +68,11 @@ class AgentLightningConfig:
 
     preset: str
     agent: str | None = None
+    agent_config: str | None = None
+    tasks: str | None = None
     train_data: str | None = None
     val_data: str | None = None
+    metrics_by: str | None = None
     store: str = "memory"
     n_runners: int = 2
     runner_concurrency: int = 1
@@ -77,6 +80,8 @@ class AgentLightningConfig:
     host: str = "127.0.0.1"
     store_token: str | None = None
     rollout_timeout_s: float | None = 600
+    heartbeat_timeout_s: float = 60.0
+    max_attempts: int = 2
     adapter: dict[str, Any] = field(default_factory=lambda: {"mode": "transition", "agent_match": None})
     credit_assignment: str = "identical"
     normalize_turns: bool = True
@@ -88,9 +93,22 @@ class AgentLightningConfig:
     def __post_init__(self) -> None:
         if self.preset not in ("cpu", "gpu"):
             raise _fail("preset", self.preset, "only the cpu and gpu presets exist", "preset=cpu or preset=gpu")
-        if self.agent is not None and ":" not in self.agent:
-            raise _fail("agent", self.agent, "an agent is named as 'module:attribute'",
-                        "agentlightning.agent=examples.calc_x.agent:calc_agent")
+        for key in ("agent", "tasks"):
+            value = getattr(self, key)
+            if value is not None and (":" not in value or value.startswith(":") or value.endswith(":")):
+                raise _fail(key, value, "an object is named as 'package.module:attribute'",
+                            f"agentlightning.{key}=examples.calc_x.agent:"
+                            f"{'make_agent' if key == 'agent' else 'calc_x_tasks'}")
+        if self.tasks is not None and (self.train_data is not None or self.val_data is not None):
+            raise _fail("tasks", self.tasks, f"a task factory makes the tasks, so train_data={self.train_data!r} / "
+                        f"val_data={self.val_data!r} would be ignored", "set the data in the factory's own config block "
+                        "(agentlightning.agent_config names it), or agentlightning.tasks=null to read task files")
+        for key in ("train_data", "val_data"):
+            value = getattr(self, key)
+            if value is not None and not (Path(value).is_file() or (CONFIG_DIR.parent / value).is_file()):
+                raise _fail(key, value, "no such file (relative paths are read from the working directory, then from "
+                            "the repository)", f"agentlightning.{key}=<an existing .json/.jsonl/.parquet file of task "
+                            "dicts>")
         if not (self.store == "memory" or self.store.endswith((".db", ".sqlite", ".sqlite3"))):
             raise _fail("store", self.store, "the store is 'memory' or a SQLite file path",
                         "agentlightning.store=memory or agentlightning.store=runs/train.db")
@@ -111,6 +129,12 @@ class AgentLightningConfig:
         if self.rollout_timeout_s is not None and self.rollout_timeout_s <= 0:
             raise _fail("rollout_timeout_s", self.rollout_timeout_s, "a timeout must be positive",
                         "a number of seconds, or null for none")
+        if self.heartbeat_timeout_s <= 0:
+            raise _fail("heartbeat_timeout_s", self.heartbeat_timeout_s, "a deadline must be positive",
+                        "seconds without a heartbeat before an attempt counts as unresponsive, e.g. 60")
+        if self.max_attempts < 1:
+            raise _fail("max_attempts", self.max_attempts, "a rollout is tried at least once",
+                        "agentlightning.max_attempts=2 (one retry after a failed or unresponsive attempt)")
         mode = self.adapter.get("mode", "transition")
         if mode not in ("transition", "trajectory"):
             raise _fail("adapter.mode", mode, "the adapter has two modes",
@@ -138,7 +162,28 @@ class AgentLightningConfig:
         if unknown:
             raise ValueError(f"agentlightning block has unknown keys {unknown}; known: {sorted(known)}. Fix: remove "
                              "or rename them (typos are not ignored)")
+        for f in fields(cls):
+            if f.name in data:
+                data[f.name] = _typed(f.name, data[f.name], str(f.type))
         return cls(**data)  # type: ignore[arg-type]
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                       "dict[str, Any]": (dict,)}
+
+
+def _typed(name: str, value: Any, annotation: str) -> Any:
+    """`value` if it has the field's type (ints accepted for floats, as floats), else a what/why/fix ValueError."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return None
+    for kind in kinds:
+        allowed = _TYPES.get(kind, ())
+        if isinstance(value, allowed) and not (kind in ("int", "float") and isinstance(value, bool)):
+            return float(value) if kind == "float" else value
+    wanted = " or ".join("null" if k == "None" else k for k in kinds)
+    raise _fail(name, value, f"must be {wanted}, not {type(value).__name__}",
+                f"agentlightning.{name}=<{wanted}> (see configs/base.yaml for what it means)")
 
 
 def validate_config(cfg: DictConfig) -> AgentLightningConfig:
@@ -185,7 +230,64 @@ def validate_config(cfg: DictConfig) -> AgentLightningConfig:
         raise ValueError(f"data.train_batch_size={batch} and actor.ppo_mini_batch_size={mini}: the mini-batch size "
                          "must divide the batch size (mini-batches per step = the quotient). Fix: e.g. equal values "
                          "for one update per step")
+    _check_verl_keys(cfg)
     if int(cfg.actor_rollout_ref.rollout.n) < 1:
         raise ValueError(f"actor_rollout_ref.rollout.n={cfg.actor_rollout_ref.rollout.n} must be >= 1 (samples per "
                          "task; GRPO needs >= 2 for a baseline)")
     return agl
+
+
+# verl 0.9.1's defaults of keys this project does not read (it has its own place for each): a changed value would be
+# silently ignored, so it is rejected, naming where the setting lives here.
+_NOT_READ = {
+    "data.train_files": ("~/data/rlhf/gsm8k/train.parquet", "tasks come from agentlightning.train_data (or the "
+                         "agent's task factory, agentlightning.tasks)", "agentlightning.train_data=<tasks file>"),
+    "data.val_files": ("~/data/rlhf/gsm8k/test.parquet", "validation tasks come from agentlightning.val_data",
+                       "agentlightning.val_data=<tasks file>"),
+    "trainer.default_local_dir": ("checkpoints/${trainer.project_name}/${trainer.experiment_name}", "checkpoints go "
+                                  "to <agentlightning.output_dir>/checkpoints", "agentlightning.output_dir=<folder>"),
+    "trainer.val_only": (False, "evaluation has its own scripts", "examples/calc_x/evaluate_calc_agent.py or "
+                         "examples/spider/evaluate_sql_agent.py --checkpoint <output folder>"),
+    "trainer.resume_mode": (("auto", "disable"), "a run resumes from the latest complete checkpoint under "
+                            "agentlightning.output_dir (auto) or starts fresh (disable)",
+                            "trainer.resume_mode=auto with agentlightning.output_dir=<the run to resume>"),
+    "trainer.critic_warmup": (0, "the critic and the actor update in the same step", "trainer.critic_warmup=0"),
+}
+
+
+def _check_verl_keys(cfg: DictConfig) -> None:
+    """Reject verl settings this project cannot honour (on this device, or at all), naming the alternative."""
+    for key, (default, why, fix) in _NOT_READ.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if key == "trainer.default_local_dir":  # compare unresolved: the default interpolates the run's names
+            trainer = OmegaConf.to_container(cfg.trainer, resolve=False)
+            value = trainer.get("default_local_dir") if isinstance(trainer, dict) else None
+        allowed = default if isinstance(default, tuple) else (default,)
+        if value is not None and value not in allowed:
+            raise ValueError(f"{key}={value!r}: this project does not read it ({why}). Fix: {fix}")
+    rollout = cfg.actor_rollout_ref.rollout
+    if str(rollout.name) != "vllm":
+        raise ValueError(f"actor_rollout_ref.rollout.name={rollout.name!r}: the LLM proxy records token IDs through "
+                         "vLLM's OpenAI server (return_token_ids), and the CPU path runs verl's vLLM replicas only. "
+                         "Fix: actor_rollout_ref.rollout.name=vllm")
+    strategy = str(cfg.actor_rollout_ref.actor.strategy)
+    if strategy not in ("fsdp", "fsdp2"):
+        raise ValueError(f"actor_rollout_ref.actor.strategy={strategy!r}: the step (agentlightning/verl/ppo_step.py) "
+                         "drives verl's FSDP workers. Fix: actor_rollout_ref.actor.strategy=fsdp2")
+    estimator = str(cfg.algorithm.adv_estimator)
+    if estimator == "gae":
+        critic = cfg.critic
+        enabled = critic.get("enable")
+        path = str(OmegaConf.select(critic, "model.path", default="") or "")
+        local = path.startswith(("/", "~", ".")) or not path
+        if enabled is False or (local and not Path(path).expanduser().exists()):
+            raise ValueError(f"algorithm.adv_estimator=gae with critic.enable={enabled}, critic.model.path={path!r}: "
+                             "GAE needs a value model (a critic) to train next to the actor. Fix: "
+                             "critic.model.path=${actor_rollout_ref.model.path} (and critic.enable unset or true), or "
+                             "algorithm.adv_estimator=grpo (no critic)")
+    loggers = cfg.trainer.get("logger") or []
+    loggers = [loggers] if isinstance(loggers, str) else list(loggers)
+    from agentlightning.verl.metrics import check_loggers
+
+    check_loggers([str(name) for name in loggers])
+

@@ -39,7 +39,10 @@ from agentlightning.types import LLM
 from examples.calc_x.reward import extract_answer, score
 from examples.calc_x.tools import CalculatorTool
 
-__all__ = ["FEW_SHOT", "NUDGE", "SYSTEM_PROMPT", "CalcResult", "ToolRequest", "calc_agent", "find_text_tool_calls"]
+__all__ = ["FEW_SHOT", "MAX_TURNS", "NUDGE", "SYSTEM_PROMPT", "CalcResult", "ToolRequest", "calc_agent",
+           "find_text_tool_calls"]
+
+MAX_TURNS = 3  # model replies per episode: call the calculator, read the result, answer (configs/calc_x.yaml)
 
 SYSTEM_PROMPT = """You solve math problems with a calculator.
 To calculate, write one line: calculate(<expression>)
@@ -154,7 +157,7 @@ def _request_kwargs(llm: LLM, temperature: float | None, max_tokens: int) -> tup
     return kwargs, extra
 
 
-async def calc_agent(task: dict[str, Any], llm: LLM, tool: CalculatorTool, max_turns: int = 4,
+async def calc_agent(task: dict[str, Any], llm: LLM, tool: CalculatorTool, max_turns: int = MAX_TURNS,
                      temperature: float | None = None, *, max_tokens: int = 256,
                      client: openai.AsyncOpenAI | None = None, request_timeout: float = 120.0,
                      system_prompt: str = SYSTEM_PROMPT, few_shot: bool = True) -> CalcResult:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentlightning.models import DEFAULT_MAX_MODEL_LEN
 from agentlightning.types import LLM
 from examples.calc_x.calc_agent import CalcResult, calc_agent
 from examples.calc_x.data import BUNDLED_TEST, load_calc_x
@@ -62,7 +63,7 @@ def _endpoint(args: argparse.Namespace) -> Iterator[LLM]:
     from agentlightning.models import default_model_path
     from agentlightning.serving import VLLMServer
 
-    extra = ["--max-model-len", "2048", *TOOL_PARSER_ARGS]
+    extra = ["--max-model-len", str(DEFAULT_MAX_MODEL_LEN), *TOOL_PARSER_ARGS]
     with VLLMServer(default_model_path(), served_model_name=args.model, extra_args=extra) as server:
         yield LLM(endpoint=server.base_url, model=server.model_name)
 

@@ -31,13 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere: `examples` importable
-
-from agentlightning import LLM, SqliteLightningStore, Trainer, semconv  # noqa: E402
-from agentlightning.store import InMemoryLightningStore, LightningStore  # noqa: E402
-from examples.spider.data.loader import ENV_VAR, SpiderDataError, bundled_root, load_spider  # noqa: E402
-from examples.spider.spider_eval import EvalResult, evaluate  # noqa: E402
-from examples.spider.sql_agent import SQLAgent, spider_tasks  # noqa: E402
+from agentlightning import LLM, SqliteLightningStore, Trainer, semconv
+from agentlightning.store import InMemoryLightningStore, LightningStore
+from examples.spider.data.loader import ENV_VAR, SpiderDataError, bundled_root, load_spider
+from examples.spider.spider_eval import EvalResult, evaluate
+from examples.spider.sql_agent import MAX_TURNS, SQLAgent, spider_tasks
 
 __all__ = ["build_parser", "final_queries", "main", "run_evaluation"]
 
@@ -64,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "mini-Spider)")
     parser.add_argument("--limit", type=int, help="evaluate the first N examples only")
     parser.add_argument("--n-runners", type=int, default=2, help="runner processes (0: in this process; default 2)")
-    parser.add_argument("--max-turns", type=int, default=3, help="queries per episode, rewrites included (default 3)")
+    parser.add_argument("--max-turns", type=int, default=MAX_TURNS,
+                        help=f"queries per episode, rewrites included (default {MAX_TURNS})")
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     parser.add_argument("--max-tokens", type=int, default=256, help="max tokens per model reply (default 256)")
     parser.add_argument("--max-model-len", type=int, default=4096, help="vLLM context length with --checkpoint")
@@ -91,7 +90,7 @@ def final_queries(store: LightningStore, rollout_ids: Sequence[str]) -> list[dic
 
 
 def run_evaluation(llm: LLM, split: str = "dev", data_dir: str | Path | None = None, limit: int | None = None,
-                   n_runners: int = 2, max_turns: int = 3, etype: str = "all",
+                   n_runners: int = 2, max_turns: int = MAX_TURNS, etype: str = "all",
                    store: LightningStore | None = None, few_shot: bool = True) -> tuple[EvalResult, list[dict[str, Any] | None]]:
     """Run the agent on the split via `Trainer.dev` and evaluate its final queries; returns (result, sql_results)."""
     root = data_dir if data_dir is not None else (None if os.environ.get(ENV_VAR) else bundled_root())

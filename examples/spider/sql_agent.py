@@ -37,6 +37,7 @@ from typing import Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from omegaconf import DictConfig
 
 from agentlightning.agent import LitAgent, resolve_llm
 from agentlightning.clients import chat_openai
@@ -58,17 +59,22 @@ __all__ = [
     "CHECK_PROMPT",
     "CORRECT_MARK",
     "FEW_SHOT",
+    "MAX_TURNS",
     "REWRITE_PROMPT",
-    "WRITE_PROMPT",
     "SQLAgent",
     "SQLResult",
     "SQLState",
+    "WRITE_PROMPT",
     "build_graph",
     "chat_model",
+    "make_agent",
     "run_sql_agent",
+    "spider_split_tasks",
     "spider_tasks",
     "task_db_path",
 ]
+
+MAX_TURNS = 3  # queries written per episode, the first one plus rewrites (configs/spider.yaml: spider.max_turns)
 
 CORRECT_MARK = "THE QUERY IS CORRECT"
 
@@ -170,7 +176,7 @@ class SQLResult:
     query_timeouts: int = 0
 
 
-def build_graph(model: BaseChatModel, db_path: str | Path, max_turns: int = 3,
+def build_graph(model: BaseChatModel, db_path: str | Path, max_turns: int = MAX_TURNS,
                 execution_truncate: int = DEFAULT_TRUNCATE, query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
                 deadline: float | None = None, few_shot: bool = True) -> Any:
     """The compiled graph for one database (`db_path` should be a `sql_tools.database_copy`).
@@ -277,7 +283,7 @@ def task_db_path(task: dict[str, Any], db_dir: str | Path | None = None) -> Path
     return Path(folder) / str(task["db_id"]) / f"{task['db_id']}.sqlite"
 
 
-def run_sql_agent(task: dict[str, Any], model: BaseChatModel, db_dir: str | Path | None = None, max_turns: int = 3,
+def run_sql_agent(task: dict[str, Any], model: BaseChatModel, db_dir: str | Path | None = None, max_turns: int = MAX_TURNS,
                   table_info_truncate: int = DEFAULT_TRUNCATE, execution_truncate: int = DEFAULT_TRUNCATE,
                   query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S, rollout_timeout_s: float | None = None,
                   few_shot: bool = True) -> SQLResult:
@@ -311,7 +317,7 @@ class SQLAgent(LitAgent):
     """The Spider SQL agent as a `LitAgent` (see the module docstring). Node names for `agent_match`:
     write_query, check_query, rewrite_query."""
 
-    def __init__(self, max_turns: int = 3, val_temperature: float | None = 0.0,
+    def __init__(self, max_turns: int = MAX_TURNS, val_temperature: float | None = 0.0,
                  table_info_truncate: int = DEFAULT_TRUNCATE, execution_truncate: int = DEFAULT_TRUNCATE,
                  query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S, rollout_timeout_s: float | None = 300.0,
                  max_tokens: int = 512, db_dir: str | Path | None = None, few_shot: bool = True,
@@ -340,3 +346,21 @@ class SQLAgent(LitAgent):
 
     def validation_rollout(self, task: Any, resources: NamedResources, rollout: AttemptedRollout) -> float:
         return self._episode(task, resolve_llm(resources, rollout), self.val_temperature)
+
+
+def make_agent(block: DictConfig) -> SQLAgent:
+    """The agent with the `spider:` config block's settings (configs/spider.yaml says what each one means)."""
+    return SQLAgent(max_turns=int(block.max_turns), val_temperature=float(block.val_temperature),
+                    table_info_truncate=int(block.table_info_truncate),
+                    execution_truncate=int(block.execution_truncate),
+                    query_timeout_s=float(block.query_timeout_s), few_shot=bool(block.few_shot),
+                    rollout_timeout_s=None if block.episode_timeout_s is None else float(block.episode_timeout_s))
+
+
+def spider_split_tasks(block: DictConfig, split: str) -> list[dict[str, Any]]:
+    """The `spider:` block's tasks: `train_split` (first `train_size`) for "train", `val_split` (first `val_size`)
+    for "val", from `data_dir` (null: $SPIDER_DATA_DIR, else the bundled mini-Spider)."""
+    if split == "train":
+        return spider_tasks(str(block.train_split), block.data_dir, block.train_size)
+    return spider_tasks(str(block.val_split), block.data_dir, block.val_size)
+

@@ -45,7 +45,9 @@ def test_one_training_step(tmp_path: Path) -> None:
            "algorithm.filter_groups.enable=false", f"agentlightning.output_dir={tmp_path}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "held-out (test split)" in result.stdout and "accuracy" in result.stdout
+    assert "held-out (validation)" in result.stdout and "accuracy/word1" in result.stdout
+    held = json.loads((tmp_path / "held_out.json").read_text())
+    assert held["before"]["episodes"] == held["after"]["episodes"] == 2 and held["step"] == 1
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 1
     assert rows[-1]["batch/num_samples"] >= 1 and "actor/pg_loss" in rows[-1] and "actor/entropy" in rows[-1]
@@ -53,6 +55,8 @@ def test_one_training_step(tmp_path: Path) -> None:
     assert (tmp_path / "reward_curve.png").is_file()
     assert any((tmp_path / "runners").glob("runner-*.log"))  # runner logs kept with the run
     assert "agent/tool_calls" in rows[-1] and "val/agent/format_ok" in rows[0]  # the agent's emit_metrics
+    assert "accuracy/word1" in rows[-1] or "accuracy/word2" in rows[-1]  # agentlightning.metrics_by: difficulty
+    assert any((tmp_path / "tensorboard").iterdir())  # trainer.logger: [console, tensorboard]
 
     # the trained policy, exported as an HF folder with the checkpoint, is served by vLLM and scored on a split
     hf = tmp_path / "checkpoints" / "global_step_1" / "actor" / "huggingface"

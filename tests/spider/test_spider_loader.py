@@ -39,3 +39,19 @@ def test_missing_databases_reported_in_one_error(tmp_path: Path) -> None:
     assert info.value.missing == ["flight", "ghost_db", "store"]
     message = str(info.value)
     assert "flight" in message and "store" in message and "ghost_db" in message and "tables.json" in message
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ([{"db_id": "store", "question": 7, "query": "SELECT 1"}], r"example 0: question must be non-empty text, got"),
+    ([{"db_id": "store", "question": "Q?", "query": "  "}], "query must be non-empty text"),
+    ([{"db_id": "store", "question": "Q?"}], "query must be non-empty text"),
+    (["SELECT 1"], "example 0: db_id, question, query"),
+    ({"db_id": "store"}, "holds a dict"),
+])
+def test_malformed_examples_are_named(tmp_path: Path, content: object, message: str) -> None:
+    root = tmp_path / "spider"
+    shutil.copytree(bundled_root(), root)
+    (root / "dev.json").write_text(json.dumps(content))
+    with pytest.raises(SpiderDataError, match=message) as info:
+        load_spider("dev", root)
+    assert "Fix:" in str(info.value)

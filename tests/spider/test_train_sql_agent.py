@@ -18,7 +18,7 @@ SCRIPT = ROOT / "examples" / "spider" / "train_sql_agent.py"
 def test_config_presets_and_agent_match() -> None:
     from agentlightning.models import default_model_path
     from agentlightning.verl.config import compose_config
-    from examples.spider.train_sql_agent import agent_from_config
+    from examples.spider.sql_agent import make_agent
 
     cpu = compose_config("spider")
     assert cpu.actor_rollout_ref.model.path == str(default_model_path()) and cpu.trainer.device == "cpu"
@@ -29,7 +29,7 @@ def test_config_presets_and_agent_match() -> None:
     assert gpu.actor_rollout_ref.actor.optim.lr == 1e-6
     assert gpu.agentlightning.adapter.agent_match == "write_query|rewrite_query"
     assert compose_config("spider", ["preset=gpu", "actor_rollout_ref.model.path=/m"]).actor_rollout_ref.model.path == "/m"
-    agent = agent_from_config(compose_config("spider", ["spider.max_turns=2", "spider.table_info_truncate=512"]))
+    agent = make_agent(compose_config("spider", ["spider.max_turns=2", "spider.table_info_truncate=512"]).spider)
     assert (agent.max_turns, agent.table_info_truncate, agent.execution_truncate, agent.val_temperature) == (
         2, 512, 2048, 0.0)
 
@@ -41,7 +41,7 @@ def test_cfg_job_and_explained_errors() -> None:
     assert "total_training_steps: 3" in result.stdout and "spider:" in result.stdout
     result = subprocess.run([sys.executable, str(SCRIPT), "agentlightning.train_data=x.jsonl"],
                             capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert result.returncode != 0 and "spider.data_dir" in result.stderr
+    assert result.returncode != 0 and "train_data='x.jsonl'" in result.stderr and "would be ignored" in result.stderr
 
 
 @pytest.mark.vllm
@@ -56,7 +56,7 @@ def test_one_training_step(tmp_path: Path) -> None:
            "algorithm.filter_groups.enable=false", f"agentlightning.output_dir={tmp_path}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "held-out (val split)" in result.stdout and "exec_accuracy" in result.stdout
+    assert "held-out (validation)" in result.stdout and "agent/checked_correct" in result.stdout
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and rows[-1]["step"] == 1
     assert rows[-1]["rollout/count"] == 4 and rows[-1]["rollout/failed"] == 0

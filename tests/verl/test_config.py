@@ -53,6 +53,29 @@ def test_compose_and_validate(name: str, preset: str) -> None:
     (["+agentlightning.bogus=1"], "unknown keys"),
     (["agentlightning.runner_concurrency=0"], "runner_concurrency=0"),
     (["agentlightning.host=0.0.0.0"], "store_token"),
+    # wrong types name the field and the type wanted
+    (["agentlightning.adapter=5"], r"adapter=5: must be dict"),
+    (["agentlightning.rollout_timeout_s=abc"], r"rollout_timeout_s='abc': must be float or null"),
+    (["agentlightning.runner_concurrency=1.5"], r"runner_concurrency=1.5: must be int"),
+    (["agentlightning.normalize_turns=3"], r"normalize_turns=3: must be bool"),
+    (["agentlightning.heartbeat_timeout_s=0"], "heartbeat_timeout_s=0.0"),
+    (["agentlightning.max_attempts=0"], "max_attempts=0"),
+    (["agentlightning.tasks=nocolon"], "package.module:attribute"),
+    (["agentlightning.train_data=/nonexistent.jsonl"], "train_data='/nonexistent.jsonl': no such file"),
+    # verl keys this project cannot honour are rejected, not ignored
+    (["actor_rollout_ref.rollout.name=sglang"], "rollout.name='sglang'"),
+    (["actor_rollout_ref.actor.strategy=megatron"], "strategy='megatron'"),
+    (["algorithm.adv_estimator=gae", "algorithm.filter_groups.enable=false", "critic.enable=false"],
+     "GAE needs a value model"),
+    (["algorithm.adv_estimator=gae", "algorithm.filter_groups.enable=false", "critic.model.path=/no/such/critic"],
+     "GAE needs a value model"),
+    (["trainer.logger=[bogus]"], "'bogus' is not one of verl's tracking backends"),
+    (["data.train_files=tasks.parquet"], "data.train_files='tasks.parquet': this project does not read it"),
+    (["data.val_files=val.parquet"], "agentlightning.val_data"),
+    (["trainer.default_local_dir=/ckpt"], "agentlightning.output_dir"),
+    (["trainer.val_only=true"], "evaluate"),
+    (["trainer.resume_mode=resume_path"], "resume_mode='resume_path'"),
+    (["trainer.critic_warmup=2"], "critic_warmup=2"),
 ])
 def test_bad_values_are_explained(overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:

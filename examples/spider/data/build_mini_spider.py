@@ -24,15 +24,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-if __package__ in (None, ""):  # executed as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from examples.spider.data.mini_questions import QUESTIONS  # noqa: E402
-from examples.spider.data.mini_schemas import DATABASES  # noqa: E402
-from examples.spider.spider_eval.exec_match import connect_readonly, run_query  # noqa: E402
-from examples.spider.spider_eval.grammar import parse_sql, read_schema  # noqa: E402
-from examples.spider.spider_eval.matching import HARDNESS_LEVELS, eval_hardness  # noqa: E402
-from examples.spider.spider_eval.schema import introspect_sqlite  # noqa: E402
+from examples.spider.data.mini_questions import QUESTIONS
+from examples.spider.data.mini_schemas import DATABASES
+from examples.spider.spider_eval.exec_match import connect_readonly, run_query
+from examples.spider.spider_eval.grammar import parse_sql, read_schema
+from examples.spider.spider_eval.matching import HARDNESS_LEVELS, eval_hardness
+from examples.spider.spider_eval.schema import introspect_sqlite
 
 __all__ = ["DEFAULT_OUT", "build", "main"]
 

@@ -112,9 +112,21 @@ def load_spider(split: str = "dev", root: str | Path | None = None) -> SpiderDat
     schemas = load_tables_json(tables_path)
     try:
         raw = json.loads(data_file.read_text(encoding="utf-8"))
-        examples = [SpiderExample(str(e["db_id"]), str(e["question"]), str(e["query"])) for e in raw]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise SpiderDataError(f"{data_file}: not a Spider example list ({error!r})") from error
+    except json.JSONDecodeError as error:
+        raise SpiderDataError(f"{data_file}: not JSON ({error.msg}, line {error.lineno}). Fix: a JSON list of "
+                              "{db_id, question, query} objects, as in Spider's dev.json") from error
+    if not isinstance(raw, list):
+        raise SpiderDataError(f"{data_file}: holds a {type(raw).__name__}, not a list of examples. Fix: a JSON list "
+                              "of {db_id, question, query} objects, as in Spider's dev.json")
+    examples = []
+    for index, entry in enumerate(raw):
+        bad = [key for key in ("db_id", "question", "query")
+               if not isinstance(entry, dict) or not isinstance(entry.get(key), str) or not entry[key].strip()]
+        if bad:
+            got = {k: entry.get(k) for k in bad} if isinstance(entry, dict) else entry
+            raise SpiderDataError(f"{data_file}, example {index}: {', '.join(bad)} must be non-empty text, got "
+                                  f"{got!r}. Fix: correct or remove that example")
+        examples.append(SpiderExample(entry["db_id"], entry["question"], entry["query"]))
 
     db_ids = sorted({example.db_id for example in examples})
     no_file = [db_id for db_id in db_ids if not (db_dir / db_id / f"{db_id}.sqlite").is_file()]
