@@ -186,13 +186,18 @@ class VerlAlgorithm:
         With `refill` (verl's `filter_groups` dynamic sampling, DAPO):
         while fewer than `groups_wanted` tasks have episodes with different rewards, play `refill()`'s tasks too
         (until it returns none), then keep the first `groups_wanted` such groups and every uniform group (the step
-        filters those out and counts them). `progress` restarts for each refill."""
+        filters those out and counts them). `progress` restarts for each refill.
+
+        A rollout that failed after all its attempts (its runner died, a tool server or the model endpoint was
+        unreachable, the agent raised) has no trace to learn from, and scoring it 0 would teach the policy about the
+        infrastructure. In training its whole GRPO group is left out (`batch/groups_incomplete`): a group's baseline
+        is only fair over all of its `n` episodes; dynamic sampling then plays more tasks to fill the batch."""
         sampling = {k: v for k, v in self.agl.sampling.items() if v is not None}
         if mode == "val":
             sampling["temperature"] = 0.0
         resources = await session.store.add_resources(
             {"main_llm": session.proxy.as_resource(model=model, sampling_parameters=sampling)})
-        samples, failed, empty, adapter_stats, played, rounds = [], 0, 0, {}, 0, 0
+        samples, failed, empty, adapter_stats, played, rounds, incomplete, rewarded = [], 0, 0, {}, 0, 0, 0, 0
         groups: dict[str, list[float]] = {}  # metrics_by value -> 1/0 per rollout played
         agent_metrics: dict[str, list[float]] = {}
         t_rollout = t_adapter = 0.0
@@ -214,6 +219,7 @@ class VerlAlgorithm:
                         groups.setdefault(group, []).append(0.0)
                     continue
                 result = await session.collect(rollout, data_id=data_id)
+                rewarded += (result.final_reward or 0.0) > 0
                 if group is not None:
                     groups.setdefault(group, []).append(float((result.final_reward or 0.0) > 0))
                 if not result.triplets:
@@ -224,6 +230,10 @@ class VerlAlgorithm:
                     adapter_stats[f"adapter/{key}"] = adapter_stats.get(f"adapter/{key}", 0.0) + float(value)
                 samples.append(RolloutSamples(rollout.rollout_id, data_id, result.triplets, result.final_reward))
             t_rollout, t_adapter = t_rollout + t1 - t0, t_adapter + time.perf_counter() - t1
+            if mode == "train":
+                broken = {d for (d, _), r in zip(expanded, rollouts, strict=True) if r.status != "succeeded"}
+                incomplete += len(broken)
+                samples = [s for s in samples if s.group_id not in broken]
             if refill is None or len(_informative_groups(samples)) >= groups_wanted:
                 break
             tasks = refill()
@@ -232,10 +242,11 @@ class VerlAlgorithm:
         rewards = np.array([s.final_reward or 0.0 for s in samples], dtype=float)
         turns = np.array([len(s.triplets) for s in samples], dtype=float)
         stats = {"rollout/count": float(played), "rollout/failed": float(failed),
+                 "batch/groups_incomplete": float(incomplete),
                  "rollout/without_triplets": float(empty),
                  "reward/mean": float(rewards.mean()) if len(rewards) else 0.0,
                  "reward/std": float(rewards.std()) if len(rewards) else 0.0,
-                 "accuracy": float((rewards > 0).sum() / played) if played else 0.0,
+                 "accuracy": rewarded / played if played else 0.0,
                  "tokens/mean": float(generated / len(samples)) if samples else 0.0,
                  "turns/mean": float(turns.mean()) if len(turns) else 0.0,
                  "rollout/completion_tokens": float(generated),

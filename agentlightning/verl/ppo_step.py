@@ -117,7 +117,9 @@ class PPOStep:
         metrics.update(compute_data_metrics(batch=batch, use_critic=self.use_critic))
         metrics.update({f"timing_s/{k}": v for k, v in timing.items()})
         self.last_batch = batch
-        return {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        # verl's MFU divides by a CUDA device's peak FLOPs; on CPU it reports 0.0, which is not a measurement
+        on_cpu = str(cfg.trainer.device) == "cpu"
+        return {k: float(v) for k, v in metrics.items() if _is_number(v) and not (on_cpu and k.startswith("perf/mfu"))}
 
     def _filter_groups(self, batch: Any, metrics: dict[str, Any]) -> Any:
         """verl's `algorithm.filter_groups` (DAPO's dynamic sampling, without re-sampling): drop the GRPO groups

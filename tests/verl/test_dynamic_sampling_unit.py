@@ -35,8 +35,9 @@ class FakeSession:
         out = []
         for task in tasks:
             k = seen[task["id"]] = seen.get(task["id"], -1) + 1
-            out.append(SimpleNamespace(rollout_id=f"{task['id']}-{len(self.played)}-{k}", status="succeeded",
-                                       reward=task["rewards"][k]))
+            failed = task["rewards"][k] == "failed"  # every attempt failed (runner killed, tool server down, ...)
+            out.append(SimpleNamespace(rollout_id=f"{task['id']}-{len(self.played)}-{k}",
+                                       status="failed" if failed else "succeeded", reward=task["rewards"][k]))
         return out
 
     async def collect(self, rollout: Any, data_id: str | None = None) -> AdapterResult:
@@ -65,6 +66,20 @@ def test_refills_until_enough_groups_carry_signal() -> None:
     assert stats["batch/groups_surplus_dropped"] == 1  # t5 was informative too, but 2 groups were wanted
     assert sorted({s.group_id for s in samples}) == ["t0", "t1", "t2", "t3", "t4"]  # uniform ones: the step drops
     assert stats["agent/calls"] == 1.0
+
+
+def test_a_failed_rollout_takes_its_group_out_of_training() -> None:
+    """A failed rollout is never scored 0: its group leaves the batch, and dynamic sampling plays more tasks."""
+    broken = ("t1", {"id": "t1", "rewards": [1.0, "failed"]})
+    data = [_task(0, True), broken, _task(2, True), _task(3, True)]
+    draws = _TaskDraws(lambda train, cursor, count: train[cursor: cursor + count], data, 0, 2, limit=3)
+    samples, stats = asyncio.run(_algorithm()._rollouts(FakeSession(), draws.next(), 2, "train", 0, "policy",
+                                                        refill=draws.next, groups_wanted=2))
+    assert stats["rollout/failed"] == 1 and stats["batch/groups_incomplete"] == 1 and stats["batch/gen_batches"] == 2
+    assert sorted({s.group_id for s in samples}) == ["t0", "t2"] and all(s.final_reward is not None for s in samples)
+    assert stats["accuracy"] == 4 / 8  # of the rollouts played, a failed one counts as not rewarded
+    _samples, stats = asyncio.run(_algorithm()._rollouts(FakeSession(), [broken], 2, "val", 0, "policy"))
+    assert stats["batch/groups_incomplete"] == 0 and stats["accuracy"] == 0.5  # validation: failed = wrong
 
 
 def test_stops_at_max_num_gen_batches_and_without_refill() -> None:
