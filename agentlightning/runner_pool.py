@@ -13,7 +13,10 @@ Where this sits: store (served over HTTP) → **runner pool** → agent → prox
 Faults: a worker that dies (even by SIGKILL) stops heartbeating; the store marks its attempt `unresponsive` after
 `unresponsive_seconds` and requeues the rollout; the pool starts a replacement. A worker that keeps dying right after
 start (a crash loop: bad agent, import error) is not restarted forever: `check()` raises `RunnerCrashError` with the
-end of its log. Shutdown (`stop()`, or SIGINT/SIGTERM to a worker): workers cancel their agent, requeue their claimed
+causes it saw and the end of the last log. Only deaths a restart cannot cure count towards it — the agent could not
+be loaded (exit code 3), the store refused the worker (exit code 4: a wrong token, say), or another error — never a
+worker killed by a signal (someone else's SIGKILL, the OOM killer) and never an unreachable store (a worker waits for
+the store with back-off and does not exit). Shutdown (`stop()`, or SIGINT/SIGTERM to a worker): workers cancel their agent, requeue their claimed
 rollout and exit; the pool then kills whatever is left — no orphans.
 """
 
@@ -42,7 +45,8 @@ from agentlightning.runner import RunnerConfig, worker_loop
 from agentlightning.serving.vllm_server import die_with_parent
 from agentlightning.tracer import Tracer
 
-__all__ = ["RunnerCrashError", "RunnerPool", "preload_user_modules"]
+__all__ = ["EXIT_AGENT_LOAD", "EXIT_STORE_REFUSED", "RunnerCrashError", "RunnerPool", "death_cause",
+           "preload_user_modules"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,25 @@ _SITE_DIRS = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")
 
 
 class RunnerCrashError(RuntimeError):
-    """Runner workers keep dying right after they start; the message has the end of the last one's log."""
+    """Runner workers keep dying right after they start; the message says why (as far as the exit codes tell) and
+    has the end of the last one's log."""
+
+
+EXIT_AGENT_LOAD = 3  # the worker could not load the agent (import error, unpicklable agent, missing module file)
+EXIT_STORE_REFUSED = 4  # the store refused the worker for a reason retrying cannot fix (a wrong token, say)
+
+
+def death_cause(returncode: int) -> str:
+    """A worker's exit code in words: what killed it."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name} (from outside: not its agent's fault)"
+    return {EXIT_AGENT_LOAD: "the agent could not be loaded (exit code 3)",
+            EXIT_STORE_REFUSED: "the store refused the worker (exit code 4)"}.get(
+        returncode, f"exited with code {returncode}")
 
 
 def _user_modules(agent: LitAgent) -> list[tuple[str, str]]:
@@ -125,6 +147,7 @@ class RunnerPool:
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._quick_crashes = 0
+        self._causes: list[str] = []
         self._crash: RunnerCrashError | None = None
         self.restarts = 0
 
@@ -152,17 +175,20 @@ class RunnerPool:
                     continue
                 del self._procs[worker_id]
                 log = self.log_dir / f"{worker_id}.log"
-                quick = time.monotonic() - started < self.crash_window_seconds
+                cause = death_cause(proc.returncode)
+                # a kill from outside says nothing about the agent: it never counts towards a crash loop
+                quick = proc.returncode >= 0 and time.monotonic() - started < self.crash_window_seconds
                 self._quick_crashes = self._quick_crashes + 1 if quick else 0
+                self._causes = [*self._causes, cause][-self.max_quick_crashes:] if quick else []
                 if self._quick_crashes >= self.max_quick_crashes:
+                    seen = "; ".join(f"{c} x{self._causes.count(c)}" for c in dict.fromkeys(self._causes))
                     self._crash = RunnerCrashError(
                         f"runner workers died {self._quick_crashes} times within {self.crash_window_seconds:.0f} s "
-                        f"of starting; not restarting. Last log ({log}):\n{_tail(log)}")
+                        f"of starting ({seen}); not restarting. Last log ({log}):\n{_tail(log)}")
                     logger.error("%s", self._crash)
                     continue
-                logger.warning("runner %s died (exit code %s; log %s); its rollout is requeued once it misses "
-                               "heartbeats%s", worker_id, proc.returncode, log,
-                               "; starting a replacement" if self.restart_dead else "")
+                logger.warning("runner %s died: %s (log %s); its rollout is requeued once it misses heartbeats%s",
+                               worker_id, cause, log, "; starting a replacement" if self.restart_dead else "")
                 if self.restart_dead:
                     self.restarts += 1
                     self._spawn(f"{worker_id.split('.')[0]}.{self.restarts}")
@@ -299,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format=f"%(asctime)s {args.worker_id} %(levelname)s %(name)s: %(message)s")
-    preload_user_modules([tuple(item.split("=", 1)) for item in args.preload])  # type: ignore[misc]
-    agent, tracer, config = cloudpickle.loads(Path(args.agent_file).read_bytes())
+    log = logging.getLogger(__name__)
+    try:
+        preload_user_modules([tuple(item.split("=", 1)) for item in args.preload])  # type: ignore[misc]
+        agent, tracer, config = cloudpickle.loads(Path(args.agent_file).read_bytes())
+    except Exception:  # noqa: BLE001 - any failure here is the agent's: say so by the exit code
+        log.exception("worker %s: could not load the agent", args.worker_id)
+        return EXIT_AGENT_LOAD
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -310,8 +341,14 @@ def main(argv: list[str] | None = None) -> int:
         return await _serve(agent, tracer, args.store, os.environ.get("AGL_STORE_TOKEN"), args.worker_id, config,
                             stop)
 
-    count = asyncio.run(run())
-    logging.getLogger(__name__).info("worker %s ran %d rollouts; exiting", args.worker_id, count)
+    from agentlightning.store.base import StoreError
+
+    try:
+        count = asyncio.run(run())
+    except (StoreError, PermissionError) as exc:  # not "unreachable" (waited out by the loop): e.g. a wrong token
+        log.error("worker %s: the store refused this worker: %s", args.worker_id, exc)
+        return EXIT_STORE_REFUSED
+    log.info("worker %s ran %d rollouts; exiting", args.worker_id, count)
     return 0
 
 

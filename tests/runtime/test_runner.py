@@ -556,11 +556,51 @@ def test_crash_looping_workers_are_reported_with_their_log() -> None:
         pool = RunnerPool(UnloadableAgent(), server.url, n_runners=1, crash_window_seconds=60, max_quick_crashes=2)
         with pool:
             deadline = time.monotonic() + 90
-            with pytest.raises(RunnerCrashError, match="cannot be loaded in a worker"):
+            with pytest.raises(RunnerCrashError, match="cannot be loaded in a worker") as info:
                 while time.monotonic() < deadline:
                     pool.check()
                     time.sleep(0.2)
             assert pool.restarts == 1
+            assert "(the agent could not be loaded (exit code 3) x2)" in str(info.value)
+    finally:
+        server.stop_thread()
+
+
+def test_workers_killed_from_outside_are_restarted_not_counted_as_a_crash_loop() -> None:
+    """SIGKILLs by someone else (an operator, the OOM killer) say nothing about the agent: restart every time."""
+    store = InMemoryLightningStore()
+    server = _serve(store)
+    try:
+        with RunnerPool(sync_agent, server.url, n_runners=1, crash_window_seconds=60, max_quick_crashes=2) as pool:
+            for kills in range(1, 4):
+                deadline = time.monotonic() + 60
+                while len(pool.pids()) != 1 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                os.kill(next(iter(pool.pids().values())), signal.SIGKILL)
+                while pool.restarts < kills and time.monotonic() < deadline:
+                    pool.check()  # never a RunnerCrashError
+                    time.sleep(0.1)
+            assert pool.restarts == 3
+            pool.check()
+    finally:
+        server.stop_thread()
+
+
+def test_a_refused_worker_is_named_in_the_crash_error() -> None:
+    from agentlightning.runner_pool import RunnerCrashError
+
+    store = InMemoryLightningStore()
+    server = LightningStoreServer(store, token="right")
+    server.start_in_thread()
+    try:
+        pool = RunnerPool(sync_agent, server.url, n_runners=1, token="wrong", crash_window_seconds=60,
+                          max_quick_crashes=2)
+        with pool:
+            deadline = time.monotonic() + 90
+            with pytest.raises(RunnerCrashError, match=r"the store refused the worker \(exit code 4\) x2"):
+                while time.monotonic() < deadline:
+                    pool.check()
+                    time.sleep(0.2)
     finally:
         server.stop_thread()
 
