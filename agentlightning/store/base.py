@@ -21,7 +21,8 @@ backend enforces it, and `tests/store/test_transitions.py` tries every from/to p
 `update_rollout` never sets `preparing` or `running` (only a claim and the attempt's own report do), never makes a
 rollout that nothing runs succeed, and never changes a terminal rollout; setting the current status is a no-op.
 `timeout` is set when an attempt runs longer than `config.timeout_seconds`; `unresponsive` when it has not
-heartbeaten for `config.unresponsive_seconds` (start time counts as the first heartbeat). The store checks these on
+heartbeaten for `config.unresponsive_seconds` (start time counts as the first heartbeat, and a durable store reopened
+after a crash counts its opening as one: no runner could beat while it was down). The store checks these on
 every dequeue, query and wait (and the HTTP server also checks periodically), so nothing needs a clock of its own.
 
 Rules that make retries safe:

@@ -5,9 +5,10 @@ acknowledged: every method is one transaction (`BEGIN IMMEDIATE`, committed befo
 `synchronous=NORMAL` in WAL mode a committed transaction survives a killed process (it is in the OS's file cache);
 pass `synchronous="FULL"` to survive power loss too, at an fsync per write.
 
-On open the store sweeps once, so attempts that ran out their `timeout_seconds` / `unresponsive_seconds` while the
-process was down are marked and their rollouts requeued or failed per config. Attempts still within their limits are
-left alone: their runners may still be alive and will report.
+On open the store sweeps once, so attempts that ran out their `timeout_seconds` while the process was down are marked
+and their rollouts requeued or failed per config. Heartbeats count from the open at the earliest: while the store was
+down no runner could beat, so an attempt is `unresponsive` only when it stays silent for `unresponsive_seconds` after
+the store came back (a live runner keeps its claim across a store restart; a dead one's rollout is requeued then).
 
 Idempotency keys (`store/idempotency.py`) live in the table `idempotency`, looked up and written in the transaction of
 the change they guard, so they survive a restart of the store; keys older than an hour are pruned as new ones come.
@@ -109,6 +110,7 @@ class SqliteLightningStore(LightningStore):
         conn.execute("PRAGMA busy_timeout=30000")
         conn.executescript(_SCHEMA)
         self._conn = conn
+        self._opened_at = time.time()  # runners could not heartbeat while no store had the file open
         self._tx(self._migrate)
         self._tx(self._sweep)
 
@@ -225,7 +227,7 @@ class SqliteLightningStore(LightningStore):
             if rollout.config.timeout_seconds is None and rollout.config.unresponsive_seconds is None:
                 continue
             attempt = self._get_attempts(conn, rollout.rollout_id)[-1]
-            status = expired_status(rollout, attempt, now)
+            status = expired_status(rollout, attempt, now, heard_since=self._opened_at)
             if status is not None:
                 self._save(conn, *apply_attempt_status(rollout, attempt, status, True, now))
 

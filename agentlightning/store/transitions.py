@@ -280,14 +280,16 @@ def apply_rollout_status(
     return rollout.model_copy(update=update), attempt
 
 
-def expired_status(rollout: Rollout, attempt: Attempt, now: float) -> AttemptStatus | None:
-    """`timeout` or `unresponsive` when an active attempt has outlived its rollout's config, else None."""
+def expired_status(rollout: Rollout, attempt: Attempt, now: float, heard_since: float = 0.0) -> AttemptStatus | None:
+    """`timeout` or `unresponsive` when an active attempt has outlived its rollout's config, else None.
+    `heard_since`: the time the store could first hear heartbeats again (a store opened after a crash gives every
+    runner `unresponsive_seconds` from then: while it was down, no runner could beat)."""
     if not attempt.is_active:
         return None
     cfg = rollout.config
     if cfg.timeout_seconds is not None and now - attempt.start_time > cfg.timeout_seconds:
         return "timeout"
-    last = attempt.last_heartbeat_time or attempt.start_time
+    last = max(attempt.last_heartbeat_time or attempt.start_time, heard_since)
     if cfg.unresponsive_seconds is not None and now - last > cfg.unresponsive_seconds:
         return "unresponsive"
     return None

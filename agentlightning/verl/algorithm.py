@@ -112,11 +112,14 @@ class VerlAlgorithm:
 
     @property
     def rollout_config(self) -> Any:
-        """The `RolloutConfig` of the `agentlightning:` block: rollout timeout, heartbeat deadline, attempts."""
+        """The `RolloutConfig` of the `agentlightning:` block: rollout timeout, heartbeat deadline, attempts. A failed
+        attempt is retried too (while attempts remain): in training a failure is mostly the infrastructure's (a tool
+        server or the model endpoint away, a process killed), and a deterministic agent bug costs one extra try."""
         from agentlightning.types import RolloutConfig
 
         return RolloutConfig(timeout_seconds=self.agl.rollout_timeout_s,
-                             unresponsive_seconds=self.agl.heartbeat_timeout_s, max_attempts=self.agl.max_attempts)
+                             unresponsive_seconds=self.agl.heartbeat_timeout_s, max_attempts=self.agl.max_attempts,
+                             retry_condition=["failed", "timeout", "unresponsive"])
 
     # ------------------------------------------------------------------ entry point
     def fit(self, trainer: Any, agent: Any, train_dataset: Any, val_dataset: Any | None) -> list[dict[str, float]]:

@@ -180,11 +180,17 @@ async def test_sqlite_survives_sigkill_and_requeues_stale_attempts(tmp_path: Pat
     try:
         assert (await store.get_rollout_by_id(done_id)).status == "succeeded"
         assert (await store.get_rollout_by_id(waiting_id)).status == "queuing"
-        stuck = await store.get_rollout_by_id(stuck_id)
-        assert stuck.status == "requeuing", "a running attempt past unresponsive_seconds must be requeued on restart"
-        assert (await store.query_attempts(stuck_id))[0].status == "unresponsive"
+        # silent for longer than unresponsive_seconds, but the store was down meanwhile, when no runner could beat:
+        # the attempt gets unresponsive_seconds from the reopening to report (a live runner keeps its claim) ...
+        assert (await store.get_rollout_by_id(stuck_id)).status == "running"
         inputs = {r.input["n"] for r in await store.query_rollouts() if isinstance(r.input, dict)}
         assert set(range(acked + 1)) <= inputs, "an acknowledged write was lost"
+        await asyncio.sleep(0.6)
+        # ... and, still silent after that, it is unresponsive and its rollout requeued behind 'waiting'
+        await store.wait_for_rollouts([stuck_id], timeout=0)  # (a sweep)
+        stuck = await store.get_rollout_by_id(stuck_id)
+        assert stuck.status == "requeuing", "a running attempt silent past unresponsive_seconds must be requeued"
+        assert (await store.query_attempts(stuck_id))[0].status == "unresponsive"
         retried = await store.dequeue_rollout("w2")
         assert retried is not None and retried.rollout_id == waiting_id  # FIFO: 'waiting' was queued first
     finally:
