@@ -71,10 +71,14 @@ class MetricsLogger:
         self.path = self.output_dir / "metrics.jsonl"
         self._file = open(self.path, "a" if resume else "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.tracking: Any = None
+        self._wandb = False
         if backends:
             check_loggers(list(backends))
             from verl.utils.tracking import Tracking
 
+            self._wandb = "wandb" in backends
+            if self._wandb:
+                _reset_wandb()  # W&B keeps the settings of its first run in a process (WANDB_DIR included)
             with _default_env({"TENSORBOARD_DIR": str(self.output_dir / "tensorboard"),
                                "WANDB_DIR": str(self.output_dir)}):
                 self.tracking = Tracking(project, experiment, list(backends), config)
@@ -92,6 +96,16 @@ class MetricsLogger:
         self._file.close()
         if self.tracking is not None:
             self.tracking.finish()
+        if self._wandb:
+            _reset_wandb()
+
+
+def _reset_wandb() -> None:
+    """Forget W&B's process-wide settings (its next run reads WANDB_DIR and the rest again); no-op during a run."""
+    import wandb
+
+    if wandb.run is None:
+        wandb.teardown()
 
 
 def held_out(history: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -43,12 +43,13 @@ def test_wandb_offline_writes_run_files(tmp_path: Path, monkeypatch: pytest.Monk
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    log = MetricsLogger(tmp_path, backends=["console", "wandb"], project="agl-test", experiment="offline",
-                        config={"trainer": {"project_name": "agl-test"}})
-    log.log(1, {"reward/mean": 0.5})
-    log.close()
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")), list((tmp_path / "wandb").iterdir())
+    for name in ("first", "second"):  # each run's files go to its own output folder (W&B caches its first settings)
+        log = MetricsLogger(tmp_path / name, backends=["console", "wandb"], project="agl-test", experiment=name,
+                            config={"trainer": {"project_name": "agl-test"}})
+        log.log(1, {"reward/mean": 0.5})
+        log.close()
+        runs = list((tmp_path / name / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")), list((tmp_path / name).rglob("*"))
     assert "reward/mean" in capsys.readouterr().out  # verl's console backend printed the step
 
 
