@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def write_vllm_shim(prefix: str | Path = sys.prefix) -> Path:
     (dist / "INSTALLER").write_text("agentlightning\n")
     site_packages = Path(sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["purelib"])
     site_packages.mkdir(parents=True, exist_ok=True)  # (only a test's empty prefix lacks it)
-    (site_packages / "agl-shims.pth").write_text(f"{folder}\n")
+    # relative to site-packages (how .pth lines are read), so the venv still finds it after a move or via a symlink
+    (site_packages / "agl-shims.pth").write_text(f"{os.path.relpath(folder, site_packages)}\n")
     return dist
 
 

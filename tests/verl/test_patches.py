@@ -34,7 +34,9 @@ def test_the_shim_writer_is_idempotent_and_stays_in_its_environment(tmp_path: Pa
     first = patches.write_vllm_shim(tmp_path)
     assert patches.write_vllm_shim(tmp_path) == first and "Version: 0.32.0+cpu" in (first / "METADATA").read_text()
     (pth,) = tmp_path.rglob("agl-shims.pth")
-    assert pth.read_text().strip() == str(patches.shim_folder(tmp_path))
+    # the .pth line is relative to its site-packages (a moved or symlinked environment still finds the shim)
+    assert (pth.parent / pth.read_text().strip()).resolve() == patches.shim_folder(tmp_path).resolve()
+    assert not Path(pth.read_text().strip()).is_absolute()
     assert (real_pth.read_text() if real_pth.exists() else None) == before  # this environment's shim untouched
 
 
