@@ -24,6 +24,7 @@ __all__ = [
     "CONFIG_DIR",
     "OUTCOME_ESTIMATORS",
     "compose_config",
+    "data_path",
     "register_resolvers",
     "validate_config",
 ]
@@ -32,6 +33,13 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # verl estimators that give one scalar per sample (safe to broadcast per rollout); GAE needs per-token values.
 OUTCOME_ESTIMATORS = frozenset({"grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "remax",
                                 "opo", "grpo_passk", "gpg", "rloo_vectorized", "grpo_vectorized"})
+
+
+def data_path(path: str | os.PathLike[str]) -> Path:
+    """A data path as given when it exists (absolute, or relative to the working directory), else relative to the
+    repository (configs name the bundled files that way)."""
+    given = Path(path)
+    return given if given.exists() or given.is_absolute() else CONFIG_DIR.parent / given
 
 
 def register_resolvers() -> None:
@@ -105,7 +113,7 @@ class AgentLightningConfig:
                         "(agentlightning.agent_config names it), or agentlightning.tasks=null to read task files")
         for key in ("train_data", "val_data"):
             value = getattr(self, key)
-            if value is not None and not (Path(value).is_file() or (CONFIG_DIR.parent / value).is_file()):
+            if value is not None and not data_path(value).is_file():
                 raise _fail(key, value, "no such file (relative paths are read from the working directory, then from "
                             "the repository)", f"agentlightning.{key}=<an existing .json/.jsonl/.parquet file of task "
                             "dicts>")

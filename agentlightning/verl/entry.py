@@ -30,6 +30,7 @@ from agentlightning.verl.config import (
     CONFIG_DIR,
     AgentLightningConfig,
     compose_config,
+    data_path,
     register_resolvers,
     validate_config,
 )
@@ -37,7 +38,6 @@ from agentlightning.verl.metrics import held_out, held_out_table
 
 __all__ = ["build_agent", "hydra_main", "load_object", "load_tasks", "task_splits", "train"]
 
-ROOT = CONFIG_DIR.parent
 
 
 def load_object(spec: str, key: str) -> Any:
@@ -99,9 +99,7 @@ def load_tasks(path: str | None, key: str = "train_data") -> list[dict[str, Any]
     then from the repository); None for None."""
     if path is None:
         return None
-    file = Path(path)
-    if not file.exists() and not file.is_absolute() and (ROOT / file).exists():
-        file = ROOT / file
+    file = data_path(path)
     if not file.is_file():
         raise FileNotFoundError(f"agentlightning.{key}={path!r}: no such file. Fix: agentlightning.{key}=<an existing "
                                 ".json/.jsonl/.parquet file of task dicts>")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -20,6 +19,7 @@ from omegaconf import DictConfig
 from agentlightning import LitAgent, emit_metrics, emit_object
 from agentlightning.agent import resolve_llm
 from agentlightning.types import AttemptedRollout, NamedResources
+from agentlightning.verl.config import data_path
 from examples.calc_x.calc_agent import MAX_TURNS, calc_agent
 from examples.calc_x.data import load_calc_x
 from examples.calc_x.tools import CalculatorTool
@@ -75,7 +75,7 @@ def calc_x_tasks(block: DictConfig, split: str) -> list[dict[str, Any]]:
     """The `calc_x:` block's tasks: `train_data` filtered to `train_difficulties` (null: all) for "train";
     `val_data`, its first `val_size` rows (null: all), for "val". Bad rows raise `CalcXDataError` naming them."""
     if split == "train":
-        tasks = load_calc_x(_repo_path(block.train_data))
+        tasks = load_calc_x(data_path(block.train_data))
         if block.train_difficulties is not None:
             wanted, known = set(block.train_difficulties), {row.get("difficulty") for row in tasks}
             if not wanted <= known:
@@ -86,13 +86,6 @@ def calc_x_tasks(block: DictConfig, split: str) -> list[dict[str, Any]]:
         return tasks
     if block.val_data is None:
         return []
-    tasks = load_calc_x(_repo_path(block.val_data))
+    tasks = load_calc_x(data_path(block.val_data))
     return tasks if block.val_size is None else tasks[: int(block.val_size)]
 
-
-def _repo_path(path: str) -> str:
-    """A data path as given if it exists (absolute, or relative to the working directory), else relative to the
-    repository (the config's defaults name the bundled files that way)."""
-    from agentlightning.verl.config import CONFIG_DIR
-
-    return path if Path(path).exists() else str(CONFIG_DIR.parent / path)

@@ -24,27 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentlightning import LLM, rollout
-from agentlightning.clients import async_openai
 from agentlightning.runner import RunnerConfig
 from agentlightning.runner_pool import RunnerPool
 from agentlightning.serving import find_free_port
 from agentlightning.store import LightningStoreClient
 from agentlightning.types import ProxyLLM, RolloutConfig
+from tests.runtime.test_network_faults import CALLS, two_calls
 
 N_ROLLOUTS = 300
-CALLS = 2
 RUNNER_KILLS = 6
 TERMINAL = ["succeeded", "failed", "cancelled"]
-
-
-@rollout
-async def two_calls(task: dict, llm: LLM) -> float:
-    client = async_openai(llm)
-    for turn in range(CALLS):
-        await client.chat.completions.create(model=llm.model, max_tokens=4,
-                                             messages=[{"role": "user", "content": f"task {task['i']} turn {turn}"}])
-    return float(task["i"] % 2)
 
 
 class _Service:
