@@ -6,7 +6,9 @@ Where this sits: task → store → **runner** → agent → proxy → vLLM → 
       → attempt `running` → resources (by the rollout's resources_id, else the latest)
       → agent.run(...) inside tracer.trace_attempt, heartbeating every `heartbeat_seconds`
       → reward returned? emit_reward → attempt `succeeded`
-      → exception? emit_exception + attempt `failed` with the traceback in its metadata
+      → exception? emit_exception + attempt `failed` with the traceback in its metadata, and its cause
+        (`metadata["cause"]`: "infra" for a transport/store/endpoint failure, "agent" for anything else; see
+        `failure_cause`, used by training to keep infrastructure failures out of the learning signal)
       → over `timeout_seconds`? attempt `timeout` (the store requeues it per RolloutConfig)
 
 Cancelling the loop (shutdown) cancels the agent and puts its claimed rollout back in the queue, so no rollout stays
@@ -39,11 +41,49 @@ from agentlightning.store.base import (
     StoreUnavailableError,
 )
 from agentlightning.tracer import Tracer
-from agentlightning.types import AttemptedRollout, NamedResources
+from agentlightning.types import AttemptedRollout, NamedResources, Rollout
 
-__all__ = ["RunnerConfig", "run_rollout", "worker_loop"]
+__all__ = ["INFRA_ERROR_NAMES", "RunnerConfig", "failure_cause", "rollout_failure_cause", "run_rollout", "worker_loop"]
 
 logger = logging.getLogger(__name__)
+
+# Exception classes (matched by name anywhere in the class's MRO, so optional libraries need not be imported) that
+# mean the infrastructure failed, not the agent: the model endpoint or proxy unreachable or answering 5xx (openai,
+# httpx), a tool server's stream closed under it (anyio, e.g. an MCP server that died), the store away.
+INFRA_ERROR_NAMES: frozenset[str] = frozenset({
+    "APIConnectionError", "APITimeoutError", "InternalServerError",  # openai (5xx answers included)
+    "TransportError",  # httpx: connect/read/write errors and timeouts
+    "ClosedResourceError", "BrokenResourceError", "EndOfStream",  # anyio: a tool server's stream went away
+    "StoreError",  # agentlightning's store unreachable or refusing
+})
+
+
+def failure_cause(exc: BaseException) -> str:
+    """"infra" when `exc` (or an exception it was raised from, up to 8 deep) is a transport-level failure: an
+    `OSError` (connection refused/reset, broken pipe, `TimeoutError`) or a class named in `INFRA_ERROR_NAMES`;
+    else "agent" (the agent's own bug, a malformed reply it could not handle, a tool error it raised)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) or any(c.__name__ in INFRA_ERROR_NAMES for c in type(seen).__mro__):
+            return "infra"
+        if isinstance(seen, BaseExceptionGroup):
+            if any(failure_cause(e) == "infra" for e in seen.exceptions):
+                return "infra"
+        seen = seen.__cause__ or seen.__context__
+    return "agent"
+
+
+async def rollout_failure_cause(store: LightningStore, rollout: Rollout) -> str:
+    """Why a rollout that did not succeed failed, from its latest attempt: "agent" only when the agent raised on its
+    own (`run_rollout` recorded `cause: "agent"`); "infra" otherwise — its runner stopped heartbeating
+    (`unresponsive`), it ran over its deadline (`timeout`), a transport/store failure, or it was given up or
+    cancelled without an attempt that says more."""
+    attempt = await store.get_latest_attempt(rollout.rollout_id)
+    if attempt is None or attempt.status != "failed":
+        return "infra"
+    return "agent" if attempt.metadata.get("cause") == "agent" else "infra"
 
 
 @dataclass(frozen=True)
@@ -155,23 +195,25 @@ async def run_rollout(store: LightningStore, agent: LitAgent, rollout: Attempted
             except TimeoutError as exc:
                 if deadline is None or not deadline.expired():  # the agent's own TimeoutError: an ordinary failure
                     emit_exception(exc)
-                    status, metadata = "failed", {"error": f"TimeoutError: {exc}", "traceback": traceback.format_exc()}
+                    status, metadata = "failed", {"error": f"TimeoutError: {exc}", "cause": "infra",
+                                                  "traceback": traceback.format_exc()}
                 else:
                     status, metadata = "timeout", {"error": f"agent ran over timeout_seconds="
-                                                            f"{rollout.config.timeout_seconds}"}
+                                                            f"{rollout.config.timeout_seconds}", "cause": "infra"}
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the agent's failure is the attempt's failure
                 emit_exception(exc)
                 status = "failed"
-                metadata = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-                logger.warning("rollout %s attempt %s failed: %s", rid, aid, metadata["error"])
+                metadata = {"error": f"{type(exc).__name__}: {exc}", "cause": failure_cause(exc),
+                            "traceback": traceback.format_exc()}
+                logger.warning("rollout %s attempt %s failed (%s): %s", rid, aid, metadata["cause"], metadata["error"])
     except asyncio.CancelledError:  # runner shutting down: give the rollout back, untouched by this attempt
         with contextlib.suppress(Exception):
             await _give_back(store, rid, aid)
         raise
     except StoreError as exc:  # the tracer could not write the attempt's spans: its trace is incomplete
-        status, metadata = "failed", {"error": f"the attempt's spans could not be stored: {exc}"}
+        status, metadata = "failed", {"error": f"the attempt's spans could not be stored: {exc}", "cause": "infra"}
         logger.error("rollout %s attempt %s: %s", rid, aid, metadata["error"])
     finally:
         beat.cancel()

@@ -10,7 +10,8 @@ only its config differs):
 2. `session.run_rollouts(tasks × rollout.n, mode="train")` (each rollout's metadata carries the task's data id);
    with verl's `algorithm.filter_groups`, more task batches (up to `max_num_gen_batches` per step) until
    `data.train_batch_size` groups have episodes with different rewards (DAPO's dynamic sampling);
-3. `session.collect(rollout)` → triplets; failed rollouts are left out (counted); `build_batch` → `DataProto`;
+3. `session.collect(rollout)` → triplets; a rollout the infrastructure failed takes its GRPO group out of the
+   update, one the agent failed is an episode with reward 0 (`_rollouts`); `build_batch` → `DataProto`;
    `policy.release_rollout()` (GPU: verl's replicas sleep, freeing memory for the update);
 4. `policy.step`: verl's old log-probs (or, in verl's bypass mode, the sampler's logprobs that the proxy
    recorded), ref/KL, advantages, actor (and critic) update (`agentlightning.verl.ppo_step`);
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from agentlightning.runner import rollout_failure_cause
 from agentlightning.trainer import task_id
 from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
@@ -191,16 +193,20 @@ class VerlAlgorithm:
         (until it returns none), then keep the first `groups_wanted` such groups and every uniform group (the step
         filters those out and counts them). `progress` restarts for each refill.
 
-        A rollout that failed after all its attempts (its runner died, a tool server or the model endpoint was
-        unreachable, the agent raised) has no trace to learn from, and scoring it 0 would teach the policy about the
-        infrastructure. In training its whole GRPO group is left out (`batch/groups_incomplete`): a group's baseline
-        is only fair over all of its `n` episodes; dynamic sampling then plays more tasks to fill the batch."""
+        A rollout that failed after all its attempts is classified by `rollout_failure_cause`. Failed because of the
+        infrastructure (its runner died, the model endpoint or a tool server was unreachable, the store away: counted
+        in `rollout/infra_failed`), it has no fair trace to learn from, and scoring it 0 would teach the policy about
+        the infrastructure: in training its whole GRPO group is left out (`batch/groups_incomplete`), since a group's
+        baseline is only fair over all of its `n` episodes, and dynamic sampling plays more tasks to fill the batch.
+        Failed because of the agent (it raised on a reply it could not handle), it is an episode with reward 0 and
+        its recorded calls are trained as such. Both count in `rollout/failed` and as wrong in `accuracy`."""
         sampling = {k: v for k, v in self.agl.sampling.items() if v is not None}
         if mode == "val":
             sampling["temperature"] = 0.0
         resources = await session.store.add_resources(
             {"main_llm": session.proxy.as_resource(model=model, sampling_parameters=sampling)})
-        samples, failed, empty, adapter_stats, played, rounds, incomplete, rewarded = [], 0, 0, {}, 0, 0, 0, 0
+        samples, failed, infra_failed, empty, adapter_stats = [], 0, 0, 0, {}
+        played, rounds, incomplete, rewarded = 0, 0, 0, 0
         groups: dict[str, list[float]] = {}  # metrics_by value -> 1/0 per rollout played
         agent_metrics: dict[str, list[float]] = {}
         t_rollout = t_adapter = 0.0
@@ -214,14 +220,20 @@ class VerlAlgorithm:
                 progress=progress)
             t1 = time.perf_counter()
             played += len(rollouts)
+            broken: set[str] = set()  # tasks with a rollout the infrastructure failed: their groups leave the update
             for (data_id, task), rollout in zip(expanded, rollouts, strict=True):
                 group = self._group_of(task)
-                if rollout.status != "succeeded":
-                    failed += 1
+                cause = None if rollout.status == "succeeded" else await rollout_failure_cause(session.store, rollout)
+                failed += cause is not None
+                if cause == "infra":
+                    infra_failed += 1
+                    broken.add(data_id)
                     if group is not None:
                         groups.setdefault(group, []).append(0.0)
                     continue
                 result = await session.collect(rollout, data_id=data_id)
+                if cause == "agent":  # the agent's own failure: an episode with reward 0, trained as such
+                    result.final_reward = 0.0
                 rewarded += (result.final_reward or 0.0) > 0
                 if group is not None:
                     groups.setdefault(group, []).append(float((result.final_reward or 0.0) > 0))
@@ -234,7 +246,6 @@ class VerlAlgorithm:
                 samples.append(RolloutSamples(rollout.rollout_id, data_id, result.triplets, result.final_reward))
             t_rollout, t_adapter = t_rollout + t1 - t0, t_adapter + time.perf_counter() - t1
             if mode == "train":
-                broken = {d for (d, _), r in zip(expanded, rollouts, strict=True) if r.status != "succeeded"}
                 incomplete += len(broken)
                 samples = [s for s in samples if s.group_id not in broken]
             if refill is None or len(_informative_groups(samples)) >= groups_wanted:
@@ -245,6 +256,7 @@ class VerlAlgorithm:
         rewards = np.array([s.final_reward or 0.0 for s in samples], dtype=float)
         turns = np.array([len(s.triplets) for s in samples], dtype=float)
         stats = {"rollout/count": float(played), "rollout/failed": float(failed),
+                 "rollout/infra_failed": float(infra_failed),
                  "batch/groups_incomplete": float(incomplete),
                  "rollout/without_triplets": float(empty),
                  "reward/mean": float(rewards.mean()) if len(rewards) else 0.0,

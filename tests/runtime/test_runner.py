@@ -23,7 +23,7 @@ from agentlightning import semconv
 from agentlightning.adapter import TraceAdapter
 from agentlightning.agent import LitAgent, rollout
 from agentlightning.emitter import emit_message, emit_metrics, emit_object, emit_reward
-from agentlightning.runner import RunnerConfig, run_rollout, worker_loop
+from agentlightning.runner import RunnerConfig, failure_cause, rollout_failure_cause, run_rollout, worker_loop
 from agentlightning.runner_pool import RunnerPool
 from agentlightning.store import (
     InMemoryLightningStore,
@@ -366,6 +366,51 @@ async def test_agent_exception_fails_attempt_with_traceback() -> None:
     assert "Traceback" in attempts[0].metadata["traceback"]
     spans = await store.query_spans(r.rollout_id, attempts[0].attempt_id)
     assert [s.name for s in spans] == [semconv.EXCEPTION] and spans[0].status == "error"
+
+
+async def test_a_failed_attempt_records_whether_the_agent_or_the_infrastructure_failed() -> None:
+    """An agent that raises on its own → cause "agent"; one whose model endpoint is unreachable (a real openai call to
+    a closed port) → "infra"; `rollout_failure_cause` reads it back, and calls an unresponsive attempt "infra"."""
+    import openai
+
+    @rollout
+    async def unreachable_endpoint(task: dict, llm: LLM) -> float:
+        client = openai.AsyncOpenAI(base_url=llm.endpoint, api_key="x", max_retries=0, timeout=2.0)
+        await client.chat.completions.create(model=llm.model, messages=[{"role": "user", "content": "hi"}])
+        return 1.0
+
+    store = await _store_with_resources()  # its LLM resource points at port 9 (discard): nothing listens there
+    own = await store.enqueue_rollout({"x": 1}, config=RolloutConfig(max_attempts=1))
+    await worker_loop(store, RaisingAgent(), "w0", config=FAST)
+    away = await store.enqueue_rollout({"x": 2}, config=RolloutConfig(max_attempts=1))
+    await worker_loop(store, unreachable_endpoint, "w1", config=FAST)
+    assert [(await store.get_latest_attempt(r.rollout_id)).metadata["cause"] for r in (own, away)] == ["agent", "infra"]
+    assert "APIConnectionError" in (await store.get_latest_attempt(away.rollout_id)).metadata["error"]
+    assert [await rollout_failure_cause(store, await store.get_rollout_by_id(r.rollout_id)) for r in (own, away)] == [
+        "agent", "infra"]
+    killed = await store.enqueue_rollout({"x": 3}, config=RolloutConfig(max_attempts=1, unresponsive_seconds=0.2))
+    assert await store.dequeue_rollout("killed-runner") is not None  # claimed, then never heard from again
+    await asyncio.sleep(0.4)
+    final = (await store.wait_for_rollouts([killed.rollout_id], timeout=5))[0]
+    assert final.status == "failed" and await rollout_failure_cause(store, final) == "infra"
+
+
+def test_failure_cause_reads_the_exception_and_what_it_was_raised_from() -> None:
+    import anyio
+    import httpx
+
+    def raised_from(exc: BaseException, cause: BaseException) -> BaseException:
+        exc.__cause__ = cause
+        return exc
+
+    infra = [ConnectionRefusedError(111, "refused"), TimeoutError(), httpx.ConnectError("down"),
+             httpx.ReadTimeout("slow"), anyio.ClosedResourceError(), StoreUnavailableError("store away"),
+             raised_from(RuntimeError("tool call failed"), BrokenPipeError()),
+             ExceptionGroup("task group", [ValueError("x"), httpx.RemoteProtocolError("cut")])]
+    agent = [ValueError("no number in the reply"), KeyError("answer"), RuntimeError("bug"),
+             raised_from(RuntimeError("parse"), ValueError("bad json")), ExceptionGroup("g", [ValueError("x")])]
+    assert [failure_cause(e) for e in infra] == ["infra"] * len(infra)
+    assert [failure_cause(e) for e in agent] == ["agent"] * len(agent)
 
 
 async def test_timeout_then_retry_succeeds() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentlightning.adapter import AdapterResult
-from agentlightning.types import Triplet
+from agentlightning.types import Attempt, Triplet
 from agentlightning.verl.algorithm import VerlAlgorithm, _informative_groups, _TaskDraws
 from agentlightning.verl.batch import RolloutSamples
 
@@ -22,11 +22,15 @@ class FakeSession:
 
     def __init__(self) -> None:
         self.played: list[list[str]] = []
-        self.store = SimpleNamespace(add_resources=self._add_resources)
+        self.attempts: dict[str, Attempt] = {}
+        self.store = SimpleNamespace(add_resources=self._add_resources, get_latest_attempt=self._latest_attempt)
         self.proxy = SimpleNamespace(as_resource=lambda **kw: kw)
 
     async def _add_resources(self, resources: Any) -> Any:
         return SimpleNamespace(resources_id="res-1")
+
+    async def _latest_attempt(self, rollout_id: str) -> Attempt | None:
+        return self.attempts.get(rollout_id)
 
     async def run_rollouts(self, tasks: list[Any], mode: str, resources_id: str, config: Any = None, metadata: Any = None,
                            progress: Any = None) -> list[Any]:
@@ -35,14 +39,21 @@ class FakeSession:
         out = []
         for task in tasks:
             k = seen[task["id"]] = seen.get(task["id"], -1) + 1
-            failed = task["rewards"][k] == "failed"  # every attempt failed (runner killed, tool server down, ...)
-            out.append(SimpleNamespace(rollout_id=f"{task['id']}-{len(self.played)}-{k}",
-                                       status="failed" if failed else "succeeded", reward=task["rewards"][k]))
+            # "unresponsive": its runner was killed (the infrastructure's failure); "failed:infra"/"failed:agent":
+            # the attempt failed with that recorded cause (runner.failure_cause)
+            outcome, rid = task["rewards"][k], f"{task['id']}-{len(self.played)}-{k}"
+            if isinstance(outcome, str):
+                status, _, cause = outcome.partition(":")
+                self.attempts[rid] = Attempt(attempt_id=f"a-{rid}", rollout_id=rid, sequence_id=2, status=status,
+                                             metadata={"cause": cause} if cause else {})
+            out.append(SimpleNamespace(rollout_id=rid, status="failed" if isinstance(outcome, str) else "succeeded",
+                                       reward=outcome))
         return out
 
     async def collect(self, rollout: Any, data_id: str | None = None) -> AdapterResult:
         triplet = Triplet(prompt_token_ids=[1], response_token_ids=[2])
-        return AdapterResult(triplets=[triplet], final_reward=rollout.reward, metrics={"calls": 1.0})
+        reward = rollout.reward if rollout.status == "succeeded" else None  # a failed one reported no reward
+        return AdapterResult(triplets=[triplet], final_reward=reward, metrics={"calls": 1.0})
 
 
 def _algorithm() -> VerlAlgorithm:
@@ -68,18 +79,31 @@ def test_refills_until_enough_groups_carry_signal() -> None:
     assert stats["agent/calls"] == 1.0
 
 
-def test_a_failed_rollout_takes_its_group_out_of_training() -> None:
-    """A failed rollout is never scored 0: its group leaves the batch, and dynamic sampling plays more tasks."""
-    broken = ("t1", {"id": "t1", "rewards": [1.0, "failed"]})
+@pytest.mark.parametrize("outcome", ["unresponsive", "timeout", "failed:infra", "failed"])
+def test_an_infra_failed_rollout_takes_its_group_out_of_training(outcome: str) -> None:
+    """A rollout the infrastructure failed (runner killed, over its deadline, endpoint/tool server/store away, or
+    failed with no recorded cause) is never scored 0: its group leaves the batch, and dynamic sampling plays more."""
+    broken = ("t1", {"id": "t1", "rewards": [1.0, outcome]})
     data = [_task(0, True), broken, _task(2, True), _task(3, True)]
     draws = _TaskDraws(lambda train, cursor, count: train[cursor: cursor + count], data, 0, 2, limit=3)
     samples, stats = asyncio.run(_algorithm()._rollouts(FakeSession(), draws.next(), 2, "train", 0, "policy",
                                                         refill=draws.next, groups_wanted=2))
-    assert stats["rollout/failed"] == 1 and stats["batch/groups_incomplete"] == 1 and stats["batch/gen_batches"] == 2
+    assert stats["rollout/failed"] == 1 and stats["rollout/infra_failed"] == 1
+    assert stats["batch/groups_incomplete"] == 1 and stats["batch/gen_batches"] == 2
     assert sorted({s.group_id for s in samples}) == ["t0", "t2"] and all(s.final_reward is not None for s in samples)
     assert stats["accuracy"] == 4 / 8  # of the rollouts played, a failed one counts as not rewarded
     _samples, stats = asyncio.run(_algorithm()._rollouts(FakeSession(), [broken], 2, "val", 0, "policy"))
     assert stats["batch/groups_incomplete"] == 0 and stats["accuracy"] == 0.5  # validation: failed = wrong
+
+
+def test_an_agent_failed_rollout_is_an_episode_with_reward_zero() -> None:
+    """The agent's own failure (it raised on a reply it could not handle) stays in its group, scored 0, with the
+    calls it made: that is a lesson for the policy, not noise from the infrastructure."""
+    data = [("t0", {"id": "t0", "rewards": [1.0, "failed:agent"]}), _task(1, True)]
+    samples, stats = asyncio.run(_algorithm()._rollouts(FakeSession(), data, 2, "train", 0, "policy"))
+    assert stats["rollout/failed"] == 1 and stats["rollout/infra_failed"] == 0 and stats["batch/groups_incomplete"] == 0
+    assert sorted((s.group_id, s.final_reward) for s in samples) == [("t0", 0.0), ("t0", 1.0), ("t1", 0.0), ("t1", 1.0)]
+    assert _informative_groups(samples) == ["t0", "t1"] and stats["accuracy"] == 2 / 4
 
 
 def test_stops_at_max_num_gen_batches_and_without_refill() -> None:
