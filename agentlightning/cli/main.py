@@ -16,7 +16,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 # Module names under agentlightning.cli, in the order `agl --help` lists them.
-_SUBCOMMANDS = ["store", "model", "vllm", "proxy"]
+_SUBCOMMANDS = ["store", "model", "vllm", "proxy", "view"]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

@@ -30,11 +30,13 @@ is written; a new `fit` resumes from the latest complete one (`trainer.resume_mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentlightning.runner import rollout_failure_cause
 from agentlightning.trainer import task_id
+from agentlightning.verl import records
 from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
@@ -111,6 +114,7 @@ class VerlAlgorithm:
         self.output_dir = Path(self.agl.output_dir)
         self.history: list[dict[str, float]] = []
         self.policy = policy  # a policy built by the caller (kept open after fit); None: fit builds and closes one
+        self.run_tag = ""  # the run's tag in its rollouts' metadata, kept across resumes (`_left_by_killed_run`)
 
     @property
     def rollout_config(self) -> Any:
@@ -140,6 +144,7 @@ class VerlAlgorithm:
         policy = self.policy or self.make_policy(train)
         try:
             state = self._maybe_resume(policy)
+            self.run_tag = state["run"]
             policy.start(state["step"])
             return asyncio.run(self._run(trainer, agent, train, val, policy, state))
         finally:
@@ -151,15 +156,15 @@ class VerlAlgorithm:
         return RayPPOPolicy(self.config, train, self.agl.credit_assignment, self.agl.normalize_turns,
                             weight_sync_timeout_s=self.agl.weight_sync_timeout_s)
 
-    def _maybe_resume(self, policy: RayPPOPolicy) -> dict[str, int]:
-        state = {"step": 0, "cursor": 0}
+    def _maybe_resume(self, policy: RayPPOPolicy) -> dict[str, Any]:
+        state: dict[str, Any] = {"step": 0, "cursor": 0, "run": uuid.uuid4().hex}  # "run": tags this run's rollouts
         if str(self.config.trainer.get("resume_mode", "auto")) == "disable":
             return state
         latest = latest_checkpoint(self.output_dir / "checkpoints")
         if latest is None:
             return state
         policy.load_checkpoint(latest)
-        state.update(json.loads((latest / STATE_FILE).read_text()))
+        state.update(json.loads((latest / STATE_FILE).read_text()))  # a checkpoint before run tags: a new tag
         policy.global_steps = state["step"]
         logger.info("resumed from %s (step %d, data cursor %d)", latest, state["step"], state["cursor"])
         return state
@@ -184,7 +189,8 @@ class VerlAlgorithm:
 
     async def _rollouts(self, session: Any, tasks: list[tuple[str, Any]], n: int, mode: str, version: int,
                         model: str, progress: Callable[[int], None] | None = None,
-                        refill: Callable[[], list[tuple[str, Any]]] | None = None, groups_wanted: int = 0
+                        refill: Callable[[], list[tuple[str, Any]]] | None = None, groups_wanted: int = 0,
+                        reuse: dict[tuple[int, str], list[Any]] | None = None
                         ) -> tuple[list[RolloutSamples], dict[str, float]]:
         """`n` rollouts per task → samples + stats (`accuracy`: the share of rollouts played that succeeded with a
         positive reward, failed ones counted as wrong; per value of the task field `agentlightning.metrics_by` too).
@@ -199,25 +205,36 @@ class VerlAlgorithm:
         the infrastructure: in training its whole GRPO group is left out (`batch/groups_incomplete`), since a group's
         baseline is only fair over all of its `n` episodes, and dynamic sampling plays more tasks to fill the batch.
         Failed because of the agent (it raised on a reply it could not handle), it is an episode with reward 0 and
-        its recorded calls are trained as such. Both count in `rollout/failed` and as wrong in `accuracy`."""
+        its recorded calls are trained as such. Both count in `rollout/failed` and as wrong in `accuracy`.
+
+        `reuse` (a resumed run's first step, `_left_by_killed_run`): finished rollouts by (task batch, data id) that
+        stand in for as many of that task's `n` episodes (`rollout/reused`); only the rest are played."""
         sampling = {k: v for k, v in self.agl.sampling.items() if v is not None}
         if mode == "val":
             sampling["temperature"] = 0.0
         resources = await session.store.add_resources(
             {"main_llm": session.proxy.as_resource(model=model, sampling_parameters=sampling)})
         samples, failed, infra_failed, empty, adapter_stats = [], 0, 0, 0, {}
-        played, rounds, incomplete, rewarded = 0, 0, 0, 0
+        played, rounds, incomplete, rewarded, reused = 0, 0, 0, 0, 0
+        self.last_rollouts: list[dict[str, Any]] = []  # one record per rollout played (`records.py`)
         groups: dict[str, list[float]] = {}  # metrics_by value -> 1/0 per rollout played
         agent_metrics: dict[str, list[float]] = {}
         t_rollout = t_adapter = 0.0
         while tasks:
             rounds += 1
-            expanded = [(data_id, task) for data_id, task in tasks for _ in range(n)]
+            done: dict[str, list[Any]] = {}  # data id -> finished rollouts reused for it (a resumed run's first step)
+            for data_id, _ in tasks:
+                done.setdefault(data_id, (reuse or {}).pop((rounds, data_id), [])[:n])
+            expanded = [(data_id, task) for data_id, task in tasks for _ in range(n - len(done[data_id]))]
             t0 = time.perf_counter()
             rollouts = await session.run_rollouts(
                 [t for _, t in expanded], mode, resources.resources_id,  # the trainer's rollout_config
-                metadata=[{"data_id": d, "policy_version": version, "gen_batch": rounds} for d, _ in expanded],
-                progress=progress)
+                metadata=[{"data_id": d, "policy_version": version, "gen_batch": rounds, "run": self.run_tag}
+                          for d, _ in expanded], progress=progress) if expanded else []
+            reused += sum(len(old) for old in done.values())
+            task_of = dict(tasks)
+            expanded = [(d, task_of[d]) for d, old in done.items() for _ in old] + expanded
+            rollouts = [r for old in done.values() for r in old] + rollouts
             t1 = time.perf_counter()
             played += len(rollouts)
             broken: set[str] = set()  # tasks with a rollout the infrastructure failed: their groups leave the update
@@ -225,6 +242,11 @@ class VerlAlgorithm:
                 group = self._group_of(task)
                 cause = None if rollout.status == "succeeded" else await rollout_failure_cause(session.store, rollout)
                 failed += cause is not None
+                record = {"rollout_id": rollout.rollout_id, "data_id": data_id, "group": group,
+                          "status": rollout.status, "cause": cause, "reward": None, "turns": 0, "tokens": 0,
+                          "gen_batch": rounds, "reused": rollout in done.get(data_id, ()), "empty_reason": None,
+                          "problems": []}
+                self.last_rollouts.append(record)
                 if cause == "infra":
                     infra_failed += 1
                     broken.add(data_id)
@@ -234,6 +256,10 @@ class VerlAlgorithm:
                 result = await session.collect(rollout, data_id=data_id)
                 if cause == "agent":  # the agent's own failure: an episode with reward 0, trained as such
                     result.final_reward = 0.0
+                record.update(reward=result.final_reward, turns=len(result.triplets), empty_reason=result.empty_reason,
+                              problems=result.problems[:5], tokens=sum(
+                                  sum(t.response_mask) if t.response_mask is not None else len(t.response_token_ids)
+                                  for t in result.triplets))
                 rewarded += (result.final_reward or 0.0) > 0
                 if group is not None:
                     groups.setdefault(group, []).append(float((result.final_reward or 0.0) > 0))
@@ -256,7 +282,7 @@ class VerlAlgorithm:
         rewards = np.array([s.final_reward or 0.0 for s in samples], dtype=float)
         turns = np.array([len(s.triplets) for s in samples], dtype=float)
         stats = {"rollout/count": float(played), "rollout/failed": float(failed),
-                 "rollout/infra_failed": float(infra_failed),
+                 "rollout/infra_failed": float(infra_failed), "rollout/reused": float(reused),
                  "batch/groups_incomplete": float(incomplete),
                  "rollout/without_triplets": float(empty),
                  "reward/mean": float(rewards.mean()) if len(rewards) else 0.0,
@@ -325,6 +351,7 @@ class VerlAlgorithm:
             async with trainer.session(agent, policy.base_urls()) as session:
                 if cfg.trainer.get("val_before_train", True) and state["step"] == 0:
                     metrics_log.log(0, await self._validate(session, val, 0, policy.served_model))
+                reuse = await self._left_by_killed_run(session.store, state)
                 bar = tqdm(total=total, initial=state["step"], desc="agl-verl", dynamic_ncols=True)
                 while state["step"] < total:
                     step = state["step"] + 1
@@ -332,7 +359,11 @@ class VerlAlgorithm:
                     draws = _TaskDraws(self._tasks_at, train, state["cursor"], per_step, max_gen_batches)
                     samples, metrics = await self._rollouts(session, draws.next(), n, "train", step - 1,
                                                             policy.served_model, groups_wanted=per_step,
-                                                            refill=draws.next if max_gen_batches > 1 else None)
+                                                            refill=draws.next if max_gen_batches > 1 else None,
+                                                            reuse=reuse)
+                    reuse = None
+                    if metrics["rollout/infra_failed"]:  # a replica that died fails the run now, not at the sync
+                        await asyncio.to_thread(policy.check_replicas, step)
                     await asyncio.to_thread(policy.release_rollout)
                     t = time.perf_counter()
                     built = build_batch(samples, batch_cfg)
@@ -341,7 +372,8 @@ class VerlAlgorithm:
                     t = time.perf_counter()
                     metrics.update(await asyncio.to_thread(policy.step, built.data))
                     metrics["timing_s/update"] = time.perf_counter() - t
-                    state = {"step": step, "cursor": draws.cursor}
+                    self._record(step, samples, getattr(policy, "last_batch", None))
+                    state = {"step": step, "cursor": draws.cursor, "run": self.run_tag}
                     if save_freq > 0 and (step % save_freq == 0 or step == total):
                         t = time.perf_counter()
                         await asyncio.to_thread(self._save, policy, state)
@@ -364,7 +396,39 @@ class VerlAlgorithm:
         plot_reward_curve(self.output_dir / "metrics.jsonl", self.output_dir / "reward_curve.png")
         return self.history
 
-    def _save(self, policy: RayPPOPolicy, state: dict[str, int]) -> None:
+    async def _left_by_killed_run(self, store: Any, state: dict[str, Any]) -> dict[tuple[int, str], list[Any]]:
+        """What a killed trainer left in a persistent store (SQLite): its rollouts that never finished are cancelled
+        (no trainer waits for them any more, and runners would otherwise play them); and, for a run resumed from a
+        checkpoint, the training rollouts of this run (its tag) that succeeded with policy version `state["step"]` —
+        the checkpoint resumed from, so the same weights — by (task batch of the step, data id): the resumed step
+        reuses them instead of replaying them. The trainer owns its store, so nothing else is running in it."""
+        reusable: dict[tuple[int, str], list[Any]] = {}
+        cancelled = 0
+        for rollout in await store.query_rollouts():
+            meta = rollout.metadata
+            if not rollout.is_terminal:
+                with contextlib.suppress(Exception):  # finished meanwhile: nothing to cancel
+                    await store.cancel(rollout.rollout_id)
+                    cancelled += 1
+            elif (state["step"] > 0 and rollout.mode == "train" and meta.get("run") == self.run_tag
+                  and rollout.status == "succeeded" and meta.get("policy_version") == state["step"]):
+                reusable.setdefault((int(meta.get("gen_batch", 1)), str(meta.get("data_id"))), []).append(rollout)
+        if reusable or cancelled:
+            logger.info("the store held work of a killed run: %d finished rollouts of policy v%d reused, %d "
+                        "unfinished ones cancelled", sum(map(len, reusable.values())), state["step"], cancelled)
+        return reusable
+
+    def _record(self, step: int, samples: list[RolloutSamples], batch: Any) -> None:
+        """`<output_dir>/steps/step_N.json`: the step's rollouts and the rows the update saw (`records.py`)."""
+        try:
+            calls = {(s.rollout_id, int(t.metadata.get("turn_index", i))): list(t.metadata.get("sequence_ids") or [])
+                     for s in samples for i, t in enumerate(s.triplets)}
+            rows = records.batch_samples(batch, calls) if batch is not None else []
+            records.write_step(self.output_dir, step, records.mark_update(self.last_rollouts, rows), rows)
+        except Exception as exc:  # noqa: BLE001 - a record is for looking at the run; it never stops training
+            logger.warning("step %d: could not write its record for agl view: %r", step, exc)
+
+    def _save(self, policy: RayPPOPolicy, state: dict[str, Any]) -> None:
         folder = self.output_dir / "checkpoints" / f"global_step_{state['step']}"
         if folder.exists():
             shutil.rmtree(folder)
@@ -408,6 +472,8 @@ def trainer_from_config(cfg: DictConfig) -> Any:
     from agentlightning.trainer import Trainer
 
     agl = validate_config(cfg)
+    if agl.store != "memory":
+        Path(agl.store).parent.mkdir(parents=True, exist_ok=True)
     store = InMemoryLightningStore() if agl.store == "memory" else SqliteLightningStore(agl.store)
     adapter = TraceAdapter(mode=agl.adapter.get("mode", "transition"), agent_match=agl.adapter.get("agent_match"))
     algorithm = VerlAlgorithm(cfg)

@@ -83,6 +83,7 @@ class PPOStep:
         """One update on `batch` (from `build_batch`); returns verl's metrics plus timings (`timing_s/*`)."""
         cfg, metrics, timing = self.config, {}, {}
         self.global_steps += 1
+        self.last_batch = None  # the batch the update saw (advantages included); None when nothing was updated
         batch = self._filter_groups(batch, metrics)
         if len(batch) < self.num_mini_batches * self.dp_size:
             logger.info("step %d: no update — %d samples left after filtering groups with identical rewards",

@@ -14,7 +14,9 @@ checkpoint engine. Instead of verl's `fit()` and its prompt dataloader, `VerlAlg
   for the update, as verl's `fit` does after generation);
 - `step(batch)`: `PPOStep` — this class's own `_compute_old_log_prob`, `_update_actor`, ... on the worker groups;
 - `push_weights(step)`: verl's weight sync from the actor ranks into the replicas, within `weight_sync_timeout_s`
-  (a sync that fails or stalls raises `WeightSyncError` naming the replicas; it never hangs the trainer).
+  (a sync that fails or stalls raises `WeightSyncError` naming the replicas; it never hangs the trainer);
+- `check_replicas(step)`: every replica's `/health` (before each weight sync, and after rollouts that the
+  infrastructure failed); a dead one raises `ReplicaDeadError` at once instead of at the sync's timeout.
 
 On CPU (`trainer.device=cpu`) the same classes run with other config (configs/preset/cpu.yaml) and three things:
 verl's CPU platform (`cpu_platform.py`: logical "GPU" resources, gloo, CPU engines), the patches of `patches.py`
@@ -42,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentlightning.verl.ppo_step import PPOStep
 
-__all__ = ["RayPPOPolicy", "WeightSyncError", "build_ray_trainer_parts", "release_shared_memory"]
+__all__ = ["RayPPOPolicy", "ReplicaDeadError", "WeightSyncError", "build_ray_trainer_parts", "release_shared_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,10 @@ _SHM_PREFIXES = ("verl_weights_", "psm_")  # verl's weight buckets; multiprocess
 
 class WeightSyncError(RuntimeError):
     """The new weights did not reach every rollout replica (the message names what failed and where to look)."""
+
+
+class ReplicaDeadError(WeightSyncError):
+    """A rollout replica stopped answering its `/health`: verl does not restart one, so the run cannot go on."""
 
 
 def build_ray_trainer_parts(config: DictConfig) -> dict[str, Any]:
@@ -207,6 +213,7 @@ class RayPPOPolicy(PPOStep):
         from ray.exceptions import GetTimeoutError, RayError
 
         started = time.perf_counter()
+        self.check_replicas(step)
         manager = self.checkpoint_manager  # type: ignore[attr-defined]
         if manager.backend != "naive":  # disaggregated backends (NCCL, ...): verl's manager drives them
             manager.update_weights(step)
@@ -224,6 +231,26 @@ class RayPPOPolicy(PPOStep):
             raise WeightSyncError(f"the weight sync of step {step} failed in a replica or actor rank: "
                                   f"{_first_line(exc)}") from exc
         return {"total": time.perf_counter() - started}
+
+    def check_replicas(self, step: int, timeout_s: float = 10.0) -> None:
+        """Raise `ReplicaDeadError` naming every replica whose `GET /health` fails (refused, 5xx — vLLM answers 500
+        once its engine died — or no answer within `timeout_s`)."""
+        import httpx
+
+        dead = []
+        for url in self.base_urls():
+            health = url.removesuffix("/v1") + "/health"
+            try:
+                httpx.get(health, timeout=timeout_s).raise_for_status()
+            except httpx.HTTPError as exc:
+                dead.append(f"{health} ({type(exc).__name__}: {_first_line(exc)})")
+        if dead:
+            raise ReplicaDeadError(
+                f"rollout replica(s) stopped answering at step {step}: {'; '.join(dead)}. verl does not restart a "
+                "replica, so this run cannot go on. Its log is the vLLM server's Ray worker log "
+                "(/tmp/ray/session_latest/logs). Fix: run the same command again — it resumes from the last "
+                "checkpoint (trainer.save_freq) and, with a SQLite store (agentlightning.store=PATH.db), reuses the "
+                "rollouts of the interrupted step that had finished")
 
     def reset_prefix_cache(self) -> None:
         """Empty every replica's prefix cache (a weight sync does this too; benchmarks replay from that state)."""

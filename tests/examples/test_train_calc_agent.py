@@ -35,15 +35,9 @@ def test_wrong_override_is_explained() -> None:
 
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.usefixtures("stop_session_vllm")  # its own replica needs the RAM
-@pytest.mark.timeout(960)  # the subprocess timeout below is the real limit (pyproject's default is 600 s)
-def test_one_training_step(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(SCRIPT), "trainer.total_training_steps=1", "data.train_batch_size=2",
-           "actor_rollout_ref.actor.ppo_mini_batch_size=2", "actor_rollout_ref.rollout.n=2", "calc_x.val_size=2",
-           # keep groups with one reward value too: with 2 tasks x 2 episodes every group may be uniform, and this
-           # test is about the update running end to end
-           "algorithm.filter_groups.enable=false", f"agentlightning.output_dir={tmp_path}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+@pytest.mark.timeout(960)  # the subprocess timeout in `calc_x_run` is the real limit (pyproject's default is 600 s)
+def test_one_training_step(calc_x_run: tuple[Path, Any]) -> None:
+    tmp_path, result = calc_x_run
     assert result.returncode == 0, result.stderr[-4000:]
     assert "held-out (validation)" in result.stdout and "accuracy/word1" in result.stdout
     held = json.loads((tmp_path / "held_out.json").read_text())

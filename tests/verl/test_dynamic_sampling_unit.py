@@ -59,6 +59,7 @@ class FakeSession:
 def _algorithm() -> VerlAlgorithm:
     algorithm = VerlAlgorithm.__new__(VerlAlgorithm)  # only _rollouts is exercised: no config needed beyond this
     algorithm.agl = SimpleNamespace(sampling={"temperature": 0.7}, metrics_by=None)  # type: ignore[assignment]
+    algorithm.run_tag = "run-1"
     return algorithm
 
 
@@ -122,3 +123,17 @@ def test_stops_at_max_num_gen_batches_and_without_refill() -> None:
 def test_informative_groups(rewards: list[float | None], expected: list[str]) -> None:
     samples = [RolloutSamples(f"r{i}", "g", [], r) for i, r in enumerate(rewards)]
     assert _informative_groups(samples) == expected
+
+
+def test_a_resumed_step_reuses_finished_rollouts_and_plays_only_the_rest() -> None:
+    """The first step of a run resumed after a crash: finished rollouts of the same policy version, task batch and
+    task stand in for that task's episodes (`rollout/reused`); only the missing ones are played."""
+    session = FakeSession()
+    finished = [SimpleNamespace(rollout_id=f"old-t0-{k}", status="succeeded", reward=float(k)) for k in range(2)]
+    reuse = {(1, "t0"): finished, (1, "t1"): finished[:1], (2, "t9"): finished}  # t9 is not played in batch 1
+    samples, stats = asyncio.run(_algorithm()._rollouts(session, [_task(0, True), _task(1, True)], 2, "train", 3,
+                                                        "policy", reuse=reuse))
+    assert session.played == [["t1"]]  # t0 wholly reused; t1 had one of its two episodes
+    assert stats["rollout/reused"] == 3 and stats["rollout/count"] == 4
+    assert sorted(s.rollout_id for s in samples if s.rollout_id.startswith("old")) == ["old-t0-0", "old-t0-0", "old-t0-1"]
+    assert list(reuse) == [(2, "t9")]  # what was used is taken out

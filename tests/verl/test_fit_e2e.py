@@ -62,5 +62,6 @@ def test_fit_one_step_then_resume(tmp_path: Path, model_path: str, add_agent: An
     resumed = Trainer(n_runners=0, algorithm=VerlAlgorithm(_config(tmp_path, 2))).fit(add_agent, TRAIN, VAL)
     assert [h["step"] for h in resumed] == [2.0]  # continued at the next step, did not redo step 1
     assert "val/accuracy" in resumed[0]  # test_freq=1: validated at step 2 too
+    first = json.loads((tmp_path / "checkpoints" / "global_step_1" / "agl_state.json").read_text())
     state = json.loads((tmp_path / "checkpoints" / "global_step_2" / "agl_state.json").read_text())
-    assert state == {"step": 2, "cursor": 4}
+    assert state == {"step": 2, "cursor": 4, "run": first["run"]}  # the resumed run keeps its rollouts' tag
