@@ -44,7 +44,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from agentlightning.verl.ppo_step import PPOStep
 
-__all__ = ["RayPPOPolicy", "ReplicaDeadError", "WeightSyncError", "build_ray_trainer_parts", "release_shared_memory"]
+__all__ = ["RayPPOPolicy", "ReplicaDeadError", "WeightSyncError", "build_ray_trainer_parts", "reap_orphaned_ray_agents",
+           "release_shared_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,34 @@ def _ensure_ray(config: DictConfig) -> bool:
             init_kwargs.setdefault("num_gpus", gpus)
             init_kwargs.setdefault("num_cpus", max(8, 4 * gpus))
             init_kwargs.setdefault("include_dashboard", False)
+    if not init_kwargs.get("address"):
+        reap_orphaned_ray_agents()
     ray.init(runtime_env=OmegaConf.to_container(runtime_env), **init_kwargs)  # type: ignore[arg-type]
     return True
+
+
+_RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def reap_orphaned_ray_agents() -> list[int]:
+    """Stop Ray's per-node agents left behind by a killed local Ray (measured with Ray 2.60: when the trainer dies
+    by a signal, its raylet and GCS die with it, but the dashboard and runtime-env agents wait forever to report
+    the raylet's death to the dead GCS, ~220 MB). An agent is orphaned when its parent is init (its raylet, always
+    its parent, is gone); live clusters' agents are never touched. Returns the pids stopped."""
+    import psutil
+
+    stopped = []
+    for process in psutil.process_iter(["name", "cmdline", "ppid", "uids"]):
+        try:
+            title = " ".join(process.info["cmdline"] or [process.info["name"] or ""])
+            if process.info["ppid"] == 1 and title.startswith(_RAY_AGENTS) and process.info["uids"].real == os.getuid():
+                process.kill()
+                stopped.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    if stopped:
+        logger.info("stopped %d Ray agents a killed run left behind (pids %s)", len(stopped), stopped)
+    return stopped
 
 
 def _trainer_base() -> type:
