@@ -1,5 +1,6 @@
-"""How fast `agl view`'s pages load on a big run: 10,000 rollouts and 100,000 spans in a SQLite store, 100 step
-records of 100 rollouts and 32 trained samples each (~600 tokens), served by the real app (uvicorn, 127.0.0.1).
+"""How fast `agl view`'s pages load on a big run: 10,000 rollouts and 100,000 spans in a SQLite store, 50 step
+records of 200 rollouts (two pages) and 32 trained samples each (~600 tokens), served by the real app (uvicorn,
+127.0.0.1).
 
 Where this sits: beside the loop (`agentlightning/view/`), reading what the trainer writes (store + records).
 Run: .venv/bin/python benchmarks/view_bench.py [--rollouts 10000] [--spans-per-rollout 10] [--repeat 5]
@@ -31,7 +32,7 @@ from agentlightning.verl import records
 __all__ = ["build_run", "main"]
 
 
-def build_run(folder: Path, n_rollouts: int, spans_per: int, per_step: int = 100) -> list[str]:
+def build_run(folder: Path, n_rollouts: int, spans_per: int, per_step: int = 200) -> list[str]:
     """A store and step records the size of a long run (written with SQL in bulk: the store API is not measured)."""
     db = folder / "store.db"
     asyncio.run(SqliteLightningStore(db).close())  # the schema
@@ -78,9 +79,15 @@ def build_run(folder: Path, n_rollouts: int, spans_per: int, per_step: int = 100
 
 
 def _serve(target: str, port: int) -> None:
-    from agentlightning.view import RunSource, serve
+    """The real app on uvicorn, in a thread (`agl view`'s own `serve` wants the main thread for Ctrl-C)."""
+    import uvicorn
 
-    threading.Thread(target=lambda: asyncio.run(serve(RunSource(target), port=port)), daemon=True).start()
+    from agentlightning.net import EmbeddedServer
+    from agentlightning.view import RunSource, build_app
+
+    server = EmbeddedServer(uvicorn.Config(build_app(RunSource(target)), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
 
 
 def _median_ms(url: str, repeat: int) -> float:
@@ -104,8 +111,8 @@ def main() -> None:
         started = time.perf_counter()
         ids = build_run(folder, args.rollouts, args.spans_per_rollout)
         print(f"built {args.rollouts:,} rollouts, {args.rollouts * args.spans_per_rollout:,} spans, "
-              f"{args.rollouts // 100} step records in {time.perf_counter() - started:.1f} s")
-        middle = args.rollouts // 200
+              f"{args.rollouts // 200} step records in {time.perf_counter() - started:.1f} s")
+        middle = args.rollouts // 400
         for label, target in [("output folder", str(folder)), ("store file alone", str(folder / "store.db"))]:
             port = find_free_port()
             _serve(target, port)
@@ -118,7 +125,7 @@ def main() -> None:
                     time.sleep(0.1)
             pages = {"run page /": "/", f"step page /step/{middle}": f"/step/{middle}",
                      f"step page 2 /step/{middle}?page=2": f"/step/{middle}?page=2",
-                     "rollout page (with samples)": f"/rollout/{ids[(middle - 1) * 100]}"}
+                     "rollout page (with samples)": f"/rollout/{ids[(middle - 1) * 200]}"}
             for name, path in pages.items():
                 print(f"{label:17s} {name:34s} {_median_ms(base + path, args.repeat):8.1f} ms")
 

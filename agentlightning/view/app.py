@@ -92,7 +92,7 @@ async def serve(source: RunSource, host: str = "127.0.0.1", port: int = 4748, to
     if started is not None:
         started.set()
     try:
-        await until_stopped(task)
+        await until_stopped(asyncio.shield(task))  # Ctrl-C / SIGTERM: then a graceful stop below
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
