@@ -313,9 +313,10 @@ class TraceAdapter:
             result.stats["merge_failures"] += 1
             where = ("inside the previous response (re-tokenized answer?)" if index >= len(prev.prompt)
                      else "inside the previous prompt (new conversation, or a template that rewrites history?)")
+            got = call.prompt[index] if index < len(call.prompt) else "end of prompt"
             message = (f"rollout {rollout_id}: trajectory merge failed at llm.call seq={call.span.sequence_id}: "
-                       f"prompt differs from previous prompt+response at token {index} of {len(expected)}, {where}; "
-                       "kept as a separate sample")
+                       f"prompt differs from previous prompt+response at token {index} of {len(expected)} (expected "
+                       f"id {expected[index]}, got {got}), {where}; kept as a separate sample")
             result.problems.append(message)
             logger.log(logging.WARNING if index >= len(prev.prompt) else logging.INFO, message)
             groups.append([call])

@@ -231,6 +231,7 @@ def test_trajectory_merge_failure_falls_back_to_separate_samples(caplog: pytest.
     assert result.stats["merge_failures"] == 1
     assert any(RID in r.getMessage() and "token 3" in r.getMessage() and r.levelno == logging.WARNING
                for r in caplog.records)
+    assert "at token 3 of 4 (expected id 2, got 99)" in result.problems[0]  # the first mismatching token itself
 
 
 # ---------------------------------------------------------------------------------------------------------- SmolLM2

@@ -73,7 +73,9 @@ def hand_made_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rollouts = [{"rollout_id": rid, "data_id": f"t{k // 2}", "group": "word1", "status": "failed" if k == 1 else
                  "succeeded", "cause": "infra" if k == 1 else None, "reward": float(k % 2) if k != 1 else None,
                  "turns": 0 if k in (1, 3) else 1, "tokens": 2, "empty_reason": "no llm.call spans" if k == 3 else None,
-                 "problems": ["turn 2: trajectory merge failed at token 7: expected 13, got 99"] if k == 2 else []}
+                 "problems": ["rollout x: trajectory merge failed at llm.call seq=3: prompt differs from previous "
+                              "prompt+response at token 7 of 12 (expected id 13, got 99), inside the previous "
+                              "response; kept as a separate sample"] if k == 2 else []}
                 for k, rid in enumerate(ids)]
     samples = [{"rollout_id": ids[0], "turn": 0, "group": "t0", "sequence_ids": [2], "prompt_ids": [1, 2, 3],
                 "response_ids": [4, 5, 6, 7, 2], "response_mask": [1, 1, 0, 0, 1],
@@ -158,5 +160,5 @@ def test_rollout_page_escapes_model_text_and_shows_what_was_trained(view: str, h
     assert "logprob -3.0 · advantage 0.71" in tokens[1].attrs["title"]
     assert page.one("span", cls="advantage").text == "+0.710"
     merged = browse(f"{view}/rollout/{record['rollouts'][2]['rollout_id']}?token=s3cret")
-    assert "trajectory merge failed at token 7" in merged.one("table", id="facts").text
+    assert "at token 7 of 12 (expected id 13, got 99)" in merged.one("table", id="facts").text  # the first mismatch
     assert "surplus group" in merged.one("p", id="no-samples").text  # and why it trained nothing
