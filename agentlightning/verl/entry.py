@@ -15,11 +15,14 @@ first and last validation are printed side by side (`metrics.held_out_table`) an
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ from agentlightning.verl.config import (
 )
 from agentlightning.verl.metrics import held_out, held_out_table
 
-__all__ = ["build_agent", "hydra_main", "load_object", "load_tasks", "task_splits", "train"]
+__all__ = ["build_agent", "hydra_main", "load_object", "load_tasks", "sigterm_as_interrupt", "task_splits", "train"]
 
 
 
@@ -143,6 +146,25 @@ def task_splits(cfg: DictConfig, agl: AgentLightningConfig) -> tuple[list[Any], 
     return list(train), list(val or [])
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM raises `KeyboardInterrupt` (in the main thread), so the clean-up of a Ctrl-C runs: without
+    it Python dies at once, and Ray's dashboard and runtime-env agents outlive the run (measured with Ray 2.60;
+    the next start reaps them, `ray_policy.reap_orphaned_ray_agents`). Outside, the previous handler is back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Train what `cfg` describes; print and return the held-out before/after (empty when nothing ran)."""
     from agentlightning.verl.algorithm import trainer_from_config
@@ -158,7 +180,8 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
     trainer = trainer_from_config(cfg)
     print(f"{cfg.trainer.project_name}: training {type(agent).__name__} on {len(train_tasks)} tasks, validating on "
           f"{len(val_tasks)}; policy {cfg.actor_rollout_ref.model.path}; output in {output}", flush=True)
-    history = trainer.fit(agent, train_tasks, val_tasks)
+    with sigterm_as_interrupt():  # `kill PID` stops the run as Ctrl-C does: runners, Ray and its replicas shut down
+        history = trainer.fit(agent, train_tasks, val_tasks)
     if not history:
         print(f"\nnothing to do: {output / 'checkpoints'} already holds step {cfg.trainer.total_training_steps}. "
               "Fix: raise trainer.total_training_steps to continue, or trainer.resume_mode=disable to start over",

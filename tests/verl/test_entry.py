@@ -144,3 +144,19 @@ def test_cpu_preset_values_live_in_one_place() -> None:
     cfg = compose_config("calc_x")
     assert cfg.actor_rollout_ref.rollout.max_model_len == DEFAULT_MAX_MODEL_LEN
     assert cfg.actor_rollout_ref.rollout.engine_kwargs.vllm.served_model_name == SERVED_NAME
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does() -> None:
+    """`kill PID` on a training run raises KeyboardInterrupt inside `train`'s fit, so its clean-up runs; the
+    previous handler is back afterwards."""
+    import os
+    import signal
+    import time
+
+    from agentlightning.verl.entry import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+    assert signal.getsignal(signal.SIGTERM) is before
