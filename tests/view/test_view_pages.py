@@ -162,3 +162,38 @@ def test_rollout_page_escapes_model_text_and_shows_what_was_trained(view: str, h
     merged = browse(f"{view}/rollout/{record['rollouts'][2]['rollout_id']}?token=s3cret")
     assert "at token 7 of 12 (expected id 13, got 99)" in merged.one("table", id="facts").text  # the first mismatch
     assert "surplus group" in merged.one("p", id="no-samples").text  # and why it trained nothing
+
+
+def test_a_store_server_is_a_source_too(hand_made_run: Path, tmp_path: Path) -> None:
+    """`agl view http://HOST:PORT`: the same steps, rollouts, attempts and spans through a store server (no step
+    records there: the training rollouts grouped by policy version)."""
+    import shutil
+
+    from agentlightning.view import RunSource
+
+    db = tmp_path / "copy.db"
+    shutil.copyfile(hand_made_run / "store.db", db)
+    port = find_free_port()
+    server = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "store", "--backend", "sqlite",
+                               "--path", str(db), "--port", str(port), "--token", "t0k"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        source = RunSource(f"http://127.0.0.1:{port}", token="t0k")
+
+        async def read() -> tuple[list[int], dict, dict]:
+            step = await source.step(1)
+            return await source.steps(), step, await source.rollout(step["rollouts"][0]["rollout_id"])
+
+        steps, step, rollout = asyncio.run(read())
+        assert steps == [1] and not step["recorded"] and len(step["rollouts"]) == N_ROLLOUTS
+        assert {r["attempts"] for r in step["rollouts"]} == {1} and step["rollouts"][1]["status"] == "failed"
+        assert [s.name for s in rollout["spans"]] == ["agentlightning.agent", "llm.call"]
+    finally:
+        server.terminate()
+        server.wait(10)
