@@ -139,8 +139,7 @@ def run_page(title: str, metrics: list[dict[str, Any]], steps: list[int], counts
     body = []
     for step in steps:
         row = by_step.get(step, {})
-        cells = "".join(f"<td>{_num(row.get(key), 0) if isinstance(row.get(key), float) else _e(row.get(key))}</td>"
-                        for _, key in _COUNTS)
+        cells = "".join(f"<td>{_num(row.get(key), 0)}</td>" for _, key in _COUNTS)
         body.append(f'<tr><td><a href="{base}/step/{step}">step {step}</a></td><td>{_num(row.get("accuracy"))}</td>'
                     f'<td>{_num(row.get("reward/mean"))}</td><td>{_num(row.get("timing_s/step"), 1)}</td>{cells}</tr>')
     summary = ", ".join(f"{v:,} {k}" for k, v in counts.items())

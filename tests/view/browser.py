@@ -3,16 +3,23 @@ DOM reader for what it rendered (the standard library's html.parser; no extra te
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 
-__all__ = ["Element", "browse", "chromium_or_fail", "screenshot"]
+from agentlightning.serving import find_free_port
+
+__all__ = ["Element", "agl_server", "browse", "chromium_or_fail", "screenshot"]
 
 # the flags the machine notes give for this closed network (no background connections, no sandbox as root)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -99,3 +106,27 @@ def screenshot(url: str, path: Path, width: int = 1280, height: int = 1400) -> P
     result = _run([f"--window-size={width},{height}", f"--screenshot={path}", url])
     assert result.returncode == 0 and path.is_file(), f"no screenshot of {url}: {result.stderr[-2000:]}"
     return path
+
+
+@contextlib.contextmanager
+def agl_server(*args: str) -> Iterator[str]:
+    """`agl <args> --port PORT` (e.g. `view OUTPUT_DIR`, `store --backend sqlite ...`) as a process; yields its base URL
+    once `/health` answers (its output in the failure when it exits or stays silent for 60 s); stops it after."""
+    port = find_free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", *args, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentlightning.serving import find_free_port
 from agentlightning.store import SqliteLightningStore
 from agentlightning.types import Span
 from agentlightning.verl import records
-from tests.view.browser import browse
+from tests.view.browser import agl_server, browse
 
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 N_ROLLOUTS = 130  # more than one page (pages.PAGE_SIZE = 100)
@@ -87,24 +84,8 @@ def hand_made_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def view(hand_made_run: Path) -> Iterator[str]:
-    port = find_free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "view", str(hand_made_run), "--port",
-                             str(port), "--token", "s3cret"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
+    with agl_server("view", str(hand_made_run), "--token", "s3cret") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_every_page_needs_the_token(view: str) -> None:
@@ -173,18 +154,8 @@ def test_a_store_server_is_a_source_too(hand_made_run: Path, tmp_path: Path) -> 
 
     db = tmp_path / "copy.db"
     shutil.copyfile(hand_made_run / "store.db", db)
-    port = find_free_port()
-    server = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "store", "--backend", "sqlite",
-                               "--path", str(db), "--port", str(port), "--token", "t0k"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        source = RunSource(f"http://127.0.0.1:{port}", token="t0k")
+    with agl_server("store", "--backend", "sqlite", "--path", str(db), "--token", "t0k") as url:
+        source = RunSource(url, token="t0k")
 
         async def read() -> tuple[list[int], dict, dict]:
             step = await source.step(1)
@@ -194,6 +165,3 @@ def test_a_store_server_is_a_source_too(hand_made_run: Path, tmp_path: Path) -> 
         assert steps == [1] and not step["recorded"] and len(step["rollouts"]) == N_ROLLOUTS
         assert {r["attempts"] for r in step["rollouts"]} == {1} and step["rollouts"][1]["status"] == "failed"
         assert [s.name for s in rollout["spans"]] == ["agentlightning.agent", "llm.call"]
-    finally:
-        server.terminate()
-        server.wait(10)

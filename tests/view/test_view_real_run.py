@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from agentlightning.serving import find_free_port
 from agentlightning.verl import records
-from tests.view.browser import browse, screenshot
+from tests.view.browser import agl_server, browse, screenshot
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(960)]
 
@@ -27,24 +22,8 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(960)]
 def real_view(calc_x_run: tuple[Path, Any]) -> Iterator[tuple[str, Path]]:
     out, result = calc_x_run
     assert result.returncode == 0, result.stderr[-4000:]
-    port = find_free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "agentlightning.cli.main", "view", str(out), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
+    with agl_server("view", str(out)) as base:
         yield base, out
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_run_and_step_pages_of_a_real_run(real_view: tuple[str, Path]) -> None:
