@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 
+from agentlightning.tracer import settle_spans_before, settle_spans_before_blocking
 from agentlightning.types import LLM
 
 if TYPE_CHECKING:
@@ -37,14 +38,24 @@ __all__ = ["async_openai", "chat_openai", "shared_async_http_client", "shared_ht
 
 
 class _SharedAsyncClient(openai.DefaultAsyncHttpxClient):
-    """openai's default async httpx client (its timeouts and limits) that per-rollout clients cannot close."""
+    """openai's default async httpx client (its timeouts and limits) that per-rollout clients cannot close. A model
+    call to an attempt's proxy URL first waits for that attempt's ended spans to be stored, so they are numbered
+    before the call (`agentlightning.tracer.settle_spans_before`; nothing to wait for most of the time)."""
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        await settle_spans_before(request.url.path)
+        return await super().send(request, **kwargs)
 
     async def aclose(self) -> None:  # the pool outlives each rollout's client
         return None
 
 
 class _SharedClient(openai.DefaultHttpxClient):
-    """openai's default sync httpx client that per-rollout clients cannot close."""
+    """openai's default sync httpx client that per-rollout clients cannot close (orders spans as the async one)."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        settle_spans_before_blocking(request.url.path)
+        return super().send(request, **kwargs)
 
     def close(self) -> None:
         return None

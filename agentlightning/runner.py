@@ -49,10 +49,11 @@ logger = logging.getLogger(__name__)
 
 # Exception classes (matched by name anywhere in the class's MRO, so optional libraries need not be imported) that
 # mean the infrastructure failed, not the agent: the model endpoint or proxy unreachable or answering 5xx (openai,
-# httpx), a tool server's stream closed under it (anyio, e.g. an MCP server that died), the store away.
+# httpx, aiohttp), a tool server's stream closed under it (anyio, e.g. an MCP server that died), the store away.
 INFRA_ERROR_NAMES: frozenset[str] = frozenset({
     "APIConnectionError", "APITimeoutError", "InternalServerError",  # openai (5xx answers included)
     "TransportError",  # httpx: connect/read/write errors and timeouts
+    "ClientConnectionError", "ClientPayloadError",  # aiohttp: the same (the store client's transport)
     "ClosedResourceError", "BrokenResourceError", "EndOfStream",  # anyio: a tool server's stream went away
     "StoreError",  # agentlightning's store unreachable or refusing
 })

@@ -5,10 +5,22 @@ tracer records what happens around them — agent steps (LangGraph nodes), clien
 rewards, messages, exceptions — so the adapter can credit rewards to turns and tell agents apart.
 
 How it works: a private OpenTelemetry `TracerProvider` whose span processor turns each finished OTel span into an
-`agentlightning.types.Span`. The span's `sequence_id` is reserved from the store *at the moment the span ends*
-(`store.reserve_span_sequence_id`, blocking and thread-safe), so tracer spans and proxy spans of one attempt interleave
-in true order without trusting clocks. Finished spans are buffered and written in one `add_spans` on `flush()`
-(the runner flushes when the attempt ends, success or failure).
+`agentlightning.types.Span` and hands it, without waiting, to the attempt's writer: the runner's event loop sends
+what has ended as one `add_spans` batch (`store/span_writer.py`, group commit across the runner's episodes), and the
+store numbers the spans (`sequence_id`) in the order they ended. Nothing on the agent's path waits for the network:
+a span ending costs a list append, on any thread.
+
+Order with the proxy's `llm.call` spans (same attempt, numbered by the same store counter), without clocks:
+- a span always follows every model call whose answer the agent had when the span ended: the proxy stores a call's
+  span before it answers, and the tracer sends a span only after it ended;
+- a span precedes every model call the agent makes after it ended: before such a call leaves the runner, the
+  attempt's ended spans are written (`settle_spans_before`, awaited by the shared HTTP clients of
+  `agentlightning.clients`, which the examples use, so only that episode waits, and only while its spans are still
+  on the wire). An agent on another HTTP client gets this order as long as the span batch (sent the moment the span
+  ends, one store round trip) reaches the store before the next call's span (which needs a whole generation).
+Spans still unsent when the attempt ends are written then (`flush`, also on error). A batch the store refused or
+could not take is tried again at the end, so nothing is lost, and the attempt then fails with that error (the runner
+records it as an infrastructure failure): its spans may be out of order.
 
 Use: the runner wraps each agent run in `async with tracer.trace_attempt(store, rollout_id, attempt_id): ...`;
 inside it, `agentlightning.emitter.emit_reward(...)` and friends, `tracer.span(name)` and LangChain/LangGraph code
@@ -17,10 +29,12 @@ inside it, `agentlightning.emitter.emit_reward(...)` and friends, `tracer.span(n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +45,11 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
 from agentlightning.store.base import LightningStore
+from agentlightning.store.span_writer import SpanWriter
 from agentlightning.types import Span
 
-__all__ = ["AttemptContext", "Tracer", "current_attempt", "from_attributes", "to_attributes"]
+__all__ = ["AttemptContext", "Tracer", "current_attempt", "from_attributes", "settle_spans_before",
+           "settle_spans_before_blocking", "to_attributes"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +59,70 @@ _KEY_ATTEMPT = "agentlightning.attempt_id"
 
 @dataclass
 class AttemptContext:
-    """The attempt a piece of agent code runs for, and the spans it produced that are not yet in the store."""
+    """The attempt a piece of agent code runs for, and its spans on their way to the store.
+
+    Ended spans wait in `unsent` (any thread appends) until the attempt's event loop hands them to the store's
+    `SpanWriter`; `inflight` are the batches handed over and not yet stored; `failed` the spans of batches the store
+    did not take (sent again by `Tracer.flush`), `error` the first such failure."""
 
     store: LightningStore
     rollout_id: str
     attempt_id: str
     tracer: Tracer
-    pending: list[Span] = field(default_factory=list)
+    loop: asyncio.AbstractEventLoop
+    unsent: list[Span] = field(default_factory=list)
+    inflight: dict[asyncio.Future[list[Span]], list[Span]] = field(default_factory=dict)
+    failed: list[Span] = field(default_factory=list)
+    error: BaseException | None = None
+    written: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, span: Span) -> None:
+        """A span ended (on any thread): queue it and have the loop send it. Never blocks, never raises."""
+        with self.lock:
+            self.unsent.append(span)
+        try:
+            if _running_loop() is self.loop:
+                self.send()
+            else:
+                self.loop.call_soon_threadsafe(self.send)
+        except RuntimeError:  # the loop is closed: the spans stay in `unsent` for the final flush
+            pass
+
+    def send(self) -> None:
+        """Hand every unsent span to the writer, as one submission (call on the attempt's loop)."""
+        with self.lock:
+            batch, self.unsent = self.unsent, []
+        if not batch:
+            return
+        future = SpanWriter.of(self.store).submit(batch)
+        self.inflight[future] = batch
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[list[Span]]) -> None:
+        batch = self.inflight.pop(future, [])
+        exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if exc is None:
+            self.written += len(batch)
+            return
+        self.failed.extend(batch)
+        if self.error is None:
+            self.error = exc
+            logger.warning("could not store %d span(s) of rollout %s attempt %s (%r); they are sent again when the "
+                           "attempt ends", len(batch), self.rollout_id, self.attempt_id, exc)
+
+    async def settled(self) -> None:
+        """Wait until every span that has ended so far is stored (or its batch failed)."""
+        self.send()
+        while self.inflight:
+            await asyncio.wait(list(self.inflight))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 _CURRENT: contextvars.ContextVar[AttemptContext | None] = contextvars.ContextVar("agl_attempt", default=None)
@@ -93,7 +165,7 @@ def from_attributes(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class _StoreProcessor(SpanProcessor):
-    """Turns finished OTel spans into store spans with a freshly reserved sequence id."""
+    """Turns finished OTel spans into store spans and queues them on their attempt (the store numbers them)."""
 
     def on_end(self, span: ReadableSpan) -> None:
         attributes = dict(span.attributes or {})
@@ -103,27 +175,50 @@ class _StoreProcessor(SpanProcessor):
         if ctx is None:
             logger.debug("span %s ended outside any traced attempt; dropped", span.name)
             return
-        try:
-            sequence_id = ctx.store.reserve_span_sequence_id(ctx.rollout_id, ctx.attempt_id)
-        except Exception as exc:  # noqa: BLE001 - tracing must never break the agent
-            logger.warning("could not order span %s of rollout %s: %r", span.name, ctx.rollout_id, exc)
-            sequence_id = None
         context = span.get_span_context()
         parent = span.parent
         status = {StatusCode.OK: "ok", StatusCode.ERROR: "error"}.get(span.status.status_code, "unset")
         converted = Span(
-            rollout_id=ctx.rollout_id, attempt_id=ctx.attempt_id, sequence_id=sequence_id,
+            rollout_id=ctx.rollout_id, attempt_id=ctx.attempt_id,
             span_id=f"{context.span_id:016x}", trace_id=f"{context.trace_id:032x}",
             parent_id=f"{parent.span_id:016x}" if parent is not None else None, name=span.name,
             start_time=(span.start_time or 0) / 1e9, end_time=(span.end_time or 0) / 1e9,
             attributes=from_attributes(attributes), status=status,  # type: ignore[arg-type]
         )
-        with ctx.lock:
-            ctx.pending.append(converted)
+        ctx.add(converted)
 
 
 # Live attempt contexts by (rollout_id, attempt_id): the processor runs on whatever thread ends the span.
 _CONTEXTS: dict[tuple[str | None, str | None], AttemptContext] = {}
+_ATTRIBUTED = re.compile(r"/rollout/([^/]+)/attempt/([^/]+)/v1/")
+
+
+def _context_of(url_path: str) -> AttemptContext | None:
+    match = _ATTRIBUTED.search(url_path)
+    return _CONTEXTS.get((match.group(1), match.group(2))) if match else None
+
+
+async def settle_spans_before(url_path: str) -> None:
+    """Before a model call to `url_path` leaves (an attempt-bound proxy URL), wait until the spans of that attempt
+    that have ended are stored, so they are numbered before the call's `llm.call` span. Costs nothing when they
+    are (or when the URL is no attempt's); a store failure is left to the attempt's flush."""
+    ctx = _context_of(url_path)
+    if ctx is None or (not ctx.unsent and not ctx.inflight):
+        return
+    if _running_loop() is ctx.loop:
+        await ctx.settled()
+    else:  # an agent on another loop (a thread of its own): wait on the attempt's loop
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctx.settled(), ctx.loop))
+
+
+def settle_spans_before_blocking(url_path: str, timeout: float = 60.0) -> None:
+    """`settle_spans_before` for sync HTTP clients (a sync agent runs on a worker thread, not on the attempt's loop).
+    On the attempt's own loop thread it cannot wait (that would stall the loop it waits for) and returns at once."""
+    ctx = _context_of(url_path)
+    if ctx is None or (not ctx.unsent and not ctx.inflight) or _running_loop() is not None:
+        return
+    with contextlib.suppress(Exception):  # a timeout or a closed loop: ordering is then best effort
+        asyncio.run_coroutine_threadsafe(ctx.settled(), ctx.loop).result(timeout)
 
 
 class Tracer:
@@ -152,7 +247,8 @@ class Tracer:
         """Everything traced inside belongs to this attempt; pending spans are flushed on exit (also on error)."""
         from agentlightning import langchain_handler  # local: LangChain is optional for non-LangChain agents
 
-        ctx = AttemptContext(store=store, rollout_id=rollout_id, attempt_id=attempt_id, tracer=self)
+        ctx = AttemptContext(store=store, rollout_id=rollout_id, attempt_id=attempt_id, tracer=self,
+                             loop=asyncio.get_running_loop())
         _CONTEXTS[(rollout_id, attempt_id)] = ctx
         token = _CURRENT.set(ctx)
         handler_token = langchain_handler.activate(self)
@@ -167,15 +263,21 @@ class Tracer:
                 _CONTEXTS.pop((rollout_id, attempt_id), None)
 
     async def flush(self, ctx: AttemptContext | None = None) -> int:
-        """Write the attempt's finished spans to the store; returns how many were written."""
+        """Store every span of the attempt that has ended; returns how many are stored in all. Raises the store's
+        error when a batch could not be stored earlier (after storing it now, if the store takes it: nothing is
+        lost, but its order may be off) or cannot be stored now."""
         ctx = ctx or current_attempt()
         if ctx is None:
             return 0
-        with ctx.lock:
-            pending, ctx.pending = ctx.pending, []
-        if pending:
-            await ctx.store.add_spans(sorted(pending, key=lambda s: s.sequence_id or 0))
-        return len(pending)
+        await ctx.settled()
+        if ctx.failed:
+            retry, ctx.failed = ctx.failed, []
+            await SpanWriter.of(ctx.store).write(retry)
+            ctx.written += len(retry)
+        if ctx.error is not None:
+            error, ctx.error = ctx.error, None
+            raise error
+        return ctx.written
 
     # ------------------------------------------------------------------ spans
     def _attributes(self, ctx: AttemptContext, attributes: dict[str, Any] | None) -> dict[str, Any]:

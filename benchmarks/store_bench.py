@@ -1,125 +1,219 @@
-"""Store throughput: the same workload on every backend, in one run, with ratios to the in-memory store.
+"""Store throughput: the issue-#17 workload on every backend, in one run, with ratios to the in-memory store and to
+Agent Lightning 0.3.0's HTTP store measured the same way.
 
-Workload per rollout (what a training step does to the store): enqueue → dequeue (claim + attempt) → mark running →
-10 × add_span (what the proxy/tracer writes) → mark succeeded; `--workers` concurrent workers share the queue.
-Store calls per rollout: 1 + 1 + 1 + 10 + 1 = 14.
+Workload per rollout (what one episode does to the store): enqueue → dequeue (claim + attempt) → mark running →
+10 spans of 256 prompt + 128 response token ids → mark succeeded → query its spans. `--workers` concurrent workers
+(asyncio tasks sharing one client, as a runner's episodes do) share the queue; the rollouts are enqueued first.
+Spans go the way the LLM proxy and the tracer write them: each one awaited on its own (a model call is answered only
+once its span is stored) through the store's `SpanWriter`, which sends what concurrent episodes hand it as one
+`add_spans` request (`store/span_writer.py`).
 
-Each backend runs twice: with an idempotency key on every write (what `LightningStoreClient` always sends, so that
-retries are safe) and without (the baseline; over HTTP a client subclass that drops its keys), and the last column
-is the cost of the keys as a throughput ratio, keyed / keyless, measured in the same run.
+Backends: `memory`, `sqlite` (in this process); `http-memory`, `http-sqlite` (the store served by
+`agl store`'s code path in a process of its own, the client here: no shared GIL). `--preload N` also measures each
+backend with N finished rollouts (10 spans each) already stored, as the ratio to the empty store.
 
-Run: `.venv/bin/python benchmarks/store_bench.py [--rollouts 300] [--workers 8]`
+Baseline: with `--agl-python PY` (a Python that has `agentlightning==0.3.0` from PyPI, e.g. a venv made by
+`python -m venv /tmp/agl030 && /tmp/agl030/bin/pip install agentlightning==0.3.0`), the same workload runs against
+Agent Lightning 0.3.0's `agl store --backend memory` in its own process (`benchmarks/agl030_store_workload.py`; its
+span writes each fetch a sequence id first, as its tracer does), and the last column is our rollouts/s over its.
+
+Run: `.venv/bin/python benchmarks/store_bench.py [--rollouts 300] [--workers 8,64] [--preload 100000]
+      [--agl-python /tmp/agl030/bin/python]`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from agentlightning.store import (
-    InMemoryLightningStore,
-    LightningStore,
-    LightningStoreClient,
-    LightningStoreServer,
-    SqliteLightningStore,
-)
-from agentlightning.store.idempotency import new_key
+from agentlightning.store import InMemoryLightningStore, LightningStore, LightningStoreClient, SqliteLightningStore
+from agentlightning.store.span_writer import SpanWriter
 from agentlightning.types import Span
 
-CALLS_PER_ROLLOUT = 14
+__all__ = ["main", "preload", "workload"]
+
+ROOT = Path(__file__).resolve().parents[1]
+SPANS_PER_ROLLOUT, PROMPT_TOKENS, RESPONSE_TOKENS = 10, 256, 128
 
 
-class _KeylessClient(LightningStoreClient):
-    """The baseline of the keys' cost: the HTTP client with its idempotency keys dropped (not safe to retry)."""
-
-    async def _call(self, *args, key: str | None = None, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        return await super()._call(*args, **kwargs)
-
-
-@asynccontextmanager
-async def open_backend(kind: str, folder: Path, keys: bool = True) -> AsyncIterator[LightningStore]:
-    inner: LightningStore = InMemoryLightningStore() if kind.endswith("memory") else SqliteLightningStore(
-        folder / f"{kind}.sqlite")
-    if not kind.startswith("http"):
-        yield inner
-        await inner.close()
-        return
-    server = LightningStoreServer(inner)
-    server.start_in_thread()  # own loop/thread: the client's requests really cross the loopback
-    client = (LightningStoreClient if keys else _KeylessClient)(server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
-        server.stop_thread()
+def _span(rollout_id: str, attempt_id: str, k: int) -> Span:
+    return Span(rollout_id=rollout_id, attempt_id=attempt_id, span_id=f"s{k}", name="llm.call",
+                start_time=time.time(), end_time=time.time(),
+                attributes={"prompt_token_ids": list(range(PROMPT_TOKENS)),
+                            "response_token_ids": list(range(RESPONSE_TOKENS))})
 
 
-async def workload(store: LightningStore, rollouts: int, workers: int, keys: bool = True) -> float:
-    def key() -> str | None:
-        return new_key() if keys else None
-
+async def workload(store: LightningStore, rollouts: int, workers: int) -> float:
+    """Seconds the workload takes on `store` (checked: every rollout succeeded with its 10 spans)."""
+    writer = SpanWriter(store)
     started = time.perf_counter()
-    for i in range(rollouts):
-        await store.enqueue_rollout({"i": i}, idempotency_key=key())
+    ids = [(await store.enqueue_rollout({"i": i})).rollout_id for i in range(rollouts)]
 
     async def worker(name: str) -> None:
-        while (claimed := await store.dequeue_rollout(name, idempotency_key=key())) is not None:
+        while (claimed := await store.dequeue_rollout(name)) is not None:
             rid, aid = claimed.rollout_id, claimed.attempt.attempt_id
-            await store.update_attempt(rid, aid, status="running", idempotency_key=key())
-            for k in range(10):
-                await store.add_span(Span(rollout_id=rid, attempt_id=aid, span_id=f"s{k}", name="llm.call",
-                                          attributes={"prompt_token_ids": list(range(64)),
-                                                      "response_token_ids": list(range(32))}),
-                                     idempotency_key=key())
-            await store.update_attempt(rid, aid, status="succeeded", idempotency_key=key())
+            await store.update_attempt(rid, aid, status="running")
+            for k in range(SPANS_PER_ROLLOUT):
+                await writer.write([_span(rid, aid, k)])
+            await store.update_attempt(rid, aid, status="succeeded")
+            spans = await store.query_spans(rid)
+            assert len(spans) == SPANS_PER_ROLLOUT, f"rollout {rid} has {len(spans)} spans"
 
     await asyncio.gather(*(worker(f"w{w}") for w in range(workers)))
     elapsed = time.perf_counter() - started
-    done = await store.query_rollouts(status=["succeeded"])
-    assert len(done) == rollouts, f"only {len(done)} of {rollouts} rollouts succeeded"
+    done = await store.query_rollouts(rollout_ids=ids)
+    assert all(r.status == "succeeded" for r in done), "not every rollout succeeded"
     return elapsed
+
+
+async def preload(store: LightningStore, count: int) -> None:
+    """`count` finished rollouts with their spans, as a long run leaves them (enqueued in chunks)."""
+    for first in range(0, count, 1000):
+        chunk = await store.enqueue_many_rollouts([{"input": {"old": i}} for i in range(first, min(count, first + 1000))])
+        for _ in chunk:
+            claimed = await store.dequeue_rollout("preload")
+            assert claimed is not None
+            rid, aid = claimed.rollout_id, claimed.attempt.attempt_id
+            await store.add_spans([_span(rid, aid, k) for k in range(SPANS_PER_ROLLOUT)])
+            await store.update_attempt(rid, aid, status="succeeded")
+
+
+def _open_store(kind: str, path: Path) -> LightningStore:
+    return InMemoryLightningStore() if kind == "memory" else SqliteLightningStore(path)
+
+
+async def _sqlite_template(folder: Path, count: int) -> Path:
+    """A SQLite store file with `count` finished rollouts, made once per run and copied for each measurement."""
+    template = folder / f"preloaded-{count}.sqlite"
+    if not template.exists():
+        store = SqliteLightningStore(template)
+        await preload(store, count)
+        await store.close()
+    return template
+
+
+@contextlib.asynccontextmanager
+async def open_backend(kind: str, folder: Path, preloaded: int) -> AsyncIterator[LightningStore]:
+    inner_kind = kind.removeprefix("http-")
+    if inner_kind == "sqlite" and preloaded:
+        for suffix in ("", "-wal", "-shm"):
+            source = (await _sqlite_template(folder.parent, preloaded)).with_name(f"preloaded-{preloaded}.sqlite{suffix}")
+            if source.exists():
+                shutil.copyfile(source, folder / f"store.sqlite{suffix}")
+        preloaded = 0
+    if not kind.startswith("http-"):
+        store = _open_store(inner_kind, folder / "store.sqlite")
+        await preload(store, preloaded)
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    # the server in its own process, through the same code path as `agl store`
+    server = subprocess.Popen([sys.executable, __file__, "--serve", inner_kind, "--path", str(folder / "store.sqlite"),
+                               "--preload", str(preloaded)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if "listening on " not in line:
+            raise RuntimeError(f"the store server did not start: {line!r}")
+        client = LightningStoreClient(line.split("listening on ")[1].split()[0])
+        try:
+            yield client
+        finally:
+            await client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _serve(kind: str, path: Path, preloaded: int) -> None:
+    from agentlightning.cli.store import serve_forever
+
+    store = _open_store(kind, path)
+    asyncio.run(preload(store, preloaded))
+    serve_forever(store, "127.0.0.1", 0, None, "store_bench: listening on {url}")
+
+
+def _agl030(python: str, rollouts: int, workers: int, repeats: int) -> float | None:
+    """Median seconds of the workload on Agent Lightning 0.3.0 (None when it could not run; the reason is printed)."""
+    script = ROOT / "benchmarks" / "agl030_store_workload.py"
+    result = subprocess.run([python, str(script), "--rollouts", str(rollouts), "--workers", str(workers),
+                             "--repeats", str(repeats)], capture_output=True, text=True, cwd="/", timeout=3600)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("seconds ")]
+    if result.returncode != 0 or not lines:
+        print(f"(Agent Lightning 0.3.0 baseline failed, exit {result.returncode}: {result.stderr[-500:]})")
+        return None
+    return float(lines[-1].split()[1])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rollouts", type=int, default=300, help="rollouts per backend")
-    parser.add_argument("--workers", type=int, default=8, help="concurrent workers (asyncio tasks)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per backend; the median is reported")
+    parser.add_argument("--rollouts", type=int, default=300, help="rollouts per measurement")
+    parser.add_argument("--workers", default="8,64", help="comma-separated worker counts (concurrent episodes)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is reported")
     parser.add_argument("--backends", default="memory,sqlite,http-memory,http-sqlite")
+    parser.add_argument("--preload", type=int, default=0, help="also measure with this many finished rollouts stored")
+    parser.add_argument("--agl-python", help="a Python with agentlightning==0.3.0 installed: measure it as baseline")
+    parser.add_argument("--serve", choices=["memory", "sqlite"], help=argparse.SUPPRESS)
+    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        _serve(args.serve, args.path, args.preload)
+        return
 
-    results: dict[tuple[str, bool], float] = {}
+    kinds = args.backends.split(",")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.backends.split(","):
-            for keys in (False, True):
-                times = []
-                for r in range(args.repeats):
-                    async def one(kind: str = kind, r: int = r, keys: bool = keys) -> float:
-                        folder = Path(tmp) / f"{kind}-{keys}-{r}"
+        for workers in (int(w) for w in args.workers.split(",")):
+            results: dict[tuple[str, int], float] = {}
+            for kind in kinds:
+                for preloaded in sorted({0, args.preload}):
+                    times = []
+                    for r in range(args.repeats):
+                        folder = Path(tmp) / f"{kind}-{workers}-{preloaded}-{r}"
                         folder.mkdir()
-                        async with open_backend(kind, folder, keys) as store:
-                            return await workload(store, args.rollouts, args.workers, keys)
 
-                    times.append(asyncio.run(one()))
-                results[(kind, keys)] = statistics.median(times)
+                        async def one(kind: str = kind, folder: Path = folder, preloaded: int = preloaded,
+                                      workers: int = workers) -> float:
+                            async with open_backend(kind, folder, preloaded) as store:
+                                return await workload(store, args.rollouts, workers)
 
-    base = results.get(("memory", True))
-    ops: Callable[[float], float] = lambda seconds: args.rollouts * CALLS_PER_ROLLOUT / seconds  # noqa: E731
-    print(f"store_bench: {args.rollouts} rollouts x {CALLS_PER_ROLLOUT} calls, {args.workers} workers, "
-          f"median of {args.repeats}; idempotency keys on every write")
-    print(f"{'backend':<12} {'seconds':>8} {'ops/s':>10} {'rollouts/s':>11} {'ratio_vs_memory':>16} "
-          f"{'keyed/keyless':>14}")
-    for kind in args.backends.split(","):
-        seconds, keyless = results[(kind, True)], results[(kind, False)]
-        ratio = f"{ops(seconds) / ops(base):.3f}" if base else "n/a"
-        print(f"{kind:<12} {seconds:>8.2f} {ops(seconds):>10.0f} {args.rollouts / seconds:>11.1f} {ratio:>16} "
-              f"{keyless / seconds:>14.3f}")
+                        times.append(asyncio.run(one()))
+                    results[(kind, preloaded)] = statistics.median(times)
+            agl = _agl030(args.agl_python, args.rollouts, workers, args.repeats) if args.agl_python else None
+            rows.append((workers, results, agl))
+
+    print(f"store_bench: {args.rollouts} rollouts x (enqueue, dequeue, running, {SPANS_PER_ROLLOUT} spans of "
+          f"{PROMPT_TOKENS}+{RESPONSE_TOKENS} token ids, succeeded, query spans), median of {args.repeats}, "
+          f"{os.cpu_count()} cores")
+    header = f"{'workers':>7} {'backend':<12} {'seconds':>8} {'rollouts/s':>11} {'vs memory':>10}"
+    if args.preload:
+        header += f" {f'with {args.preload} stored':>22}"
+    print(header + f" {'vs AGL 0.3.0 HTTP':>18}")
+    for workers, results, agl in rows:
+        base = results.get(("memory", 0))
+        for kind in kinds:
+            seconds = results[(kind, 0)]
+            line = (f"{workers:>7} {kind:<12} {seconds:>8.2f} {args.rollouts / seconds:>11.1f} "
+                    f"{(base / seconds if base else float('nan')):>10.3f}")
+            if args.preload:
+                loaded = results[(kind, args.preload)]
+                line += f" {f'{args.rollouts / loaded:.1f}/s = {seconds / loaded:.2f}x':>22}"
+            line += f" {(agl / seconds if agl else float('nan')):>17.1f}x"
+            print(line)
+        if agl:
+            print(f"{workers:>7} {'AGL 0.3.0 http-memory':<12} {agl:>8.2f} {args.rollouts / agl:>11.1f}")
 
 
 if __name__ == "__main__":

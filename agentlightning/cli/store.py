@@ -15,11 +15,14 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentlightning.net import is_loopback, until_stopped
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from agentlightning.store import LightningStore
+
+__all__ = ["add_parser", "run", "serve_forever"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agentlightning.store import InMemoryLightningStore, LightningStoreServer, SqliteLightningStore
+    from agentlightning.store import InMemoryLightningStore, SqliteLightningStore
 
     if args.backend == "sqlite" and args.path is None:
         raise SystemExit("agl store: --backend sqlite needs --path FILE (e.g. --path runs/store.sqlite)")
@@ -63,17 +66,31 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("binding %s without a token (--insecure): anyone who can reach this port can read and change "
                        "the store", args.host)
     store = InMemoryLightningStore() if args.backend == "memory" else SqliteLightningStore(args.path)
-    server = LightningStoreServer(store, host=args.host, port=args.port, token=token)
+    serve_forever(store, args.host, args.port, token,
+                  f"agl store: {args.backend} store listening on {{url}}" + (f" (file {args.path})" if args.path else ""))
+    return 0
+
+
+def serve_forever(store: LightningStore, host: str, port: int, token: str | None, announce: str) -> None:
+    """Serve `store` in this process until Ctrl-C/SIGTERM, on uvloop when it is installed (it comes with uvicorn's
+    standard extras and vLLM). Prints `announce` with `{url}` filled in once listening (benchmarks read it)."""
+    from agentlightning.store import LightningStoreServer
+
+    server = LightningStoreServer(store, host=host, port=port, token=token)
 
     async def serve() -> None:
         await server.start()
-        print(f"agl store: {args.backend} store listening on {server.url}" +
-              (f" (file {args.path})" if args.path else ""), flush=True)
+        print(announce.format(url=server.url), flush=True)
         try:
             await until_stopped(server.wait())  # Ctrl-C / SIGTERM: a graceful stop
         finally:
             await server.stop()
             await store.close()
 
-    asyncio.run(serve())
-    return 0
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - depends on the environment
+        asyncio.run(serve())
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve())

@@ -2,7 +2,8 @@
 (prompt and response token IDs) as an `llm.call` span in the store.
 
 Where this sits: task → store → runner → agent → **proxy** → vLLM → **spans** → adapter → verl.
-`server.py` (LLMProxy, lifecycle), `app.py` (routes), `backends.py` (replica pool), `recording.py` (span contract).
+`server.py` (LLMProxy: serving, lifecycle), `app.py` (ProxyApp: routes and their state), `backends.py` (replica
+pool), `recording.py` (span contract).
 """
 
 from agentlightning.proxy.backends import AllBackendsFailedError, BackendPool, normalize_backend_url

@@ -3,7 +3,9 @@
 Where this sits: task → store → runner → agent → **proxy** → vLLM → **spans** → adapter → verl. The trainer publishes
 `proxy.as_resource(model=...)` (a `ProxyLLM`); each runner hands its agent the attempt-bound URL; the proxy forwards
 each call to the least-loaded replica, forces `return_token_ids` upstream, strips what the client did not ask for,
-and stores one `llm.call` span per call (`recording.py`) under the rollout/attempt named in the URL (`app.py`).
+and stores one `llm.call` span per call (`recording.py`) under the rollout/attempt named in the URL. The request
+handling and all the state it uses are one object, `ProxyApp` (`app.py`); this module only serves it (uvicorn,
+lifecycle, threads) and reads its state through properties.
 
 Run it in-process (`await proxy.start()` / `await proxy.stop()`, sharing the caller's event loop and store), on a
 private thread (`proxy.start_in_thread()` / `proxy.stop_thread()`: then the store must be safe to use from that
@@ -27,7 +29,7 @@ import httpx
 import uvicorn
 
 from agentlightning.net import EmbeddedServer, http_url
-from agentlightning.proxy.app import ProxyHTTPError, build_app
+from agentlightning.proxy.app import ProxyApp
 from agentlightning.proxy.backends import BackendPool
 from agentlightning.store.base import LightningStore
 from agentlightning.types import ProxyLLM
@@ -40,20 +42,6 @@ logger = logging.getLogger(__name__)
 # the proxy keeps them 75 s, so it is always the client that closes an idle connection, never mid-request.
 KEEP_ALIVE_SECONDS = 75
 UPSTREAM_KEEP_ALIVE_SECONDS = 4.0
-
-
-def _check_model_list(model_list: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    checked: dict[str, dict[str, Any]] = {}
-    for name, entry in (model_list or {}).items():
-        entry = dict(entry or {})
-        unknown = set(entry) - {"model", "sampling_params"}
-        if unknown:
-            raise ValueError(f"model_list[{name!r}] has unknown keys {sorted(unknown)}; allowed: 'model' (upstream "
-                             "served name) and 'sampling_params' (default request fields)")
-        if not isinstance(entry.get("sampling_params", {}), dict):
-            raise ValueError(f"model_list[{name!r}]['sampling_params'] must be a dict, e.g. {{'temperature': 0.7}}")
-        checked[str(name)] = {"model": entry.get("model", name), "sampling_params": entry.get("sampling_params", {})}
-    return checked
 
 
 class LLMProxy:
@@ -69,26 +57,36 @@ class LLMProxy:
                  model_list: Mapping[str, Any] | None = None, num_retries: int = 2, api_key: str | None = None,
                  request_logprobs: bool = False, keep_token_ids: bool = False, upstream_api_key: str | None = None,
                  timeout_s: float = 600.0, max_connections: int = 1024, cooldown_s: float = 5.0):
-        self.store = store
         self.host, self.port = host, port
-        self.model_list = _check_model_list(model_list)
-        self.api_key = api_key
-        self.request_logprobs = request_logprobs
-        self.keep_token_ids = keep_token_ids
         self.timeout_s = timeout_s
         self.max_connections = max_connections
-        self.pool = BackendPool(backends, num_retries=num_retries, cooldown_s=cooldown_s)
-        self.upstream_headers = {"content-type": "application/json"}
+        upstream_headers = {"content-type": "application/json"}
         if upstream_api_key:
-            self.upstream_headers["authorization"] = f"Bearer {upstream_api_key}"
-        self.app = build_app(self)
-        self.client: httpx.AsyncClient = None  # type: ignore[assignment]  # created in start(), on the serving loop
-        self._known_attempts: set[tuple[str, str]] = set()
-        self._background: set[asyncio.Task[Any]] = set()
+            upstream_headers["authorization"] = f"Bearer {upstream_api_key}"
+        self.app = ProxyApp(store, BackendPool(backends, num_retries=num_retries, cooldown_s=cooldown_s),
+                            model_list=model_list, api_key=api_key, request_logprobs=request_logprobs,
+                            keep_token_ids=keep_token_ids, upstream_headers=upstream_headers)
         self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[Any] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ the app's state, read through
+    @property
+    def store(self) -> LightningStore:
+        return self.app.store
+
+    @property
+    def pool(self) -> BackendPool:
+        return self.app.pool
+
+    @property
+    def model_list(self) -> dict[str, dict[str, Any]]:
+        return self.app.model_list
+
+    @property
+    def api_key(self) -> str | None:
+        return self.app.api_key
 
     # ------------------------------------------------------------------ addresses and resources
     @property
@@ -135,24 +133,6 @@ class LLMProxy:
         future: asyncio.Future[Any] = asyncio.run_coroutine_threadsafe(_call(fn, *args), loop)  # type: ignore[assignment]
         future.result(timeout=10)
 
-    # ------------------------------------------------------------------ request rewriting (used by app.py)
-    def apply_model_defaults(self, body: dict[str, Any]) -> str | None:
-        """Map the client's model name to the upstream one and merge default sampling params (in place).
-        Returns the client's name when the response must say it instead of the upstream name, else None."""
-        if not self.model_list:
-            return None
-        name = body.get("model")
-        if name is None and len(self.model_list) == 1:
-            name = next(iter(self.model_list))
-        if name not in self.model_list:
-            raise ProxyHTTPError(404, f"model {name!r} is not served by this proxy; available: "
-                                      f"{sorted(self.model_list)}")
-        entry = self.model_list[name]
-        for key, value in entry["sampling_params"].items():
-            body.setdefault(key, value)
-        body["model"] = entry["model"]
-        return name if entry["model"] != name else None
-
     # ------------------------------------------------------------------ lifecycle
     def _new_client(self) -> httpx.AsyncClient:
         # Idle upstream connections are dropped after 4 s, before vLLM's uvicorn closes them (its keep-alive is 5 s):
@@ -166,8 +146,8 @@ class LLMProxy:
         """Serve on the current event loop until `stop()`."""
         if self._server is not None:
             raise RuntimeError(f"LLMProxy already started on {self.url}; call stop() first")
-        self.client = self._new_client()
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+        self.app.open(self._new_client())
+        config = uvicorn.Config(self.app.asgi, host=self.host, port=self.port, log_level="warning", lifespan="off",
                                 access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve())
@@ -186,11 +166,7 @@ class LLMProxy:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.client is not None:
-            await self.client.aclose()
+        await self.app.aclose()
         self._server, self._task = None, None
 
     async def wait(self) -> None:

@@ -206,12 +206,6 @@ class LightningStore(abc.ABC):
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         """Reserve and return the next span sequence id of the attempt (1, 2, 3, ...)."""
 
-    @abc.abstractmethod
-    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
-        """Blocking twin of `get_next_span_sequence_id`, callable from any thread (also from inside a running event
-        loop: it never awaits). The tracer uses it to order a span at the moment the span ends, so tracer spans and
-        proxy spans of one attempt interleave correctly without clocks."""
-
     async def add_span(self, span: Span, idempotency_key: str | None = None) -> Span:
         """Store a span (assigning `sequence_id` if missing). Its rollout and attempt must exist."""
         return (await self.add_spans([span], idempotency_key=idempotency_key))[0]

@@ -1,7 +1,9 @@
 """`InMemoryLightningStore`: the default store, dicts behind one asyncio lock (contract: `store/base.py`).
 
 Where this sits: in the trainer process. Runners in other processes reach it through `LightningStoreServer`.
-Nothing survives the process; use `SqliteLightningStore` when it must. Idempotency keys (`store/idempotency.py`) are
+Nothing survives the process; use `SqliteLightningStore` when it must. Work grows with what is active, not
+with history: rollouts are indexed by status (so the timeout sweep visits only `preparing`/`running` ones, and a
+status query only the rollouts in those statuses), and the queue is a deque. Idempotency keys (`store/idempotency.py`) are
 looked up and recorded under the same lock as the change they guard, and so are the input rules
 (`store/validation.py`): a span batch is checked and numbered whole before any of it is stored.
 """
@@ -12,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -59,7 +61,9 @@ class InMemoryLightningStore(LightningStore):
         self._queued = asyncio.Condition(self._lock)  # a rollout entered the queue (long-polling dequeues)
         self._rollouts: OrderedDict[str, Rollout] = OrderedDict()
         self._attempts: dict[str, list[Attempt]] = {}
-        self._queue: list[str] = []
+        self._queue: deque[str] = deque()
+        self._order: dict[str, int] = {}  # rollout id → enqueue position (query answers are in enqueue order)
+        self._by_status: dict[str, dict[str, None]] = {}  # status → its rollout ids (an ordered set)
         self._spans: dict[tuple[str, str], list[Span]] = {}
         self._span_ids: dict[tuple[str, str, str], Span] = {}  # (rollout_id, attempt_id, span_id) → the stored span
         self._span_counters: dict[tuple[str, str], int] = {}
@@ -78,9 +82,17 @@ class InMemoryLightningStore(LightningStore):
     def _attempt(self, rollout_id: str, attempt_id: str) -> tuple[Attempt, bool]:
         return find_attempt(self._attempts.get(rollout_id, []), rollout_id, attempt_id)
 
+    def _index(self, rollout: Rollout, previous: str | None) -> None:
+        if previous == rollout.status:
+            return
+        if previous is not None:
+            self._by_status[previous].pop(rollout.rollout_id, None)
+        self._by_status.setdefault(rollout.status, {})[rollout.rollout_id] = None
+
     def _save(self, rollout: Rollout, attempt: Attempt | None = None) -> None:
         previous = self._rollouts[rollout.rollout_id].status
         self._rollouts[rollout.rollout_id] = rollout
+        self._index(rollout, previous)
         if rollout.status in ("queuing", "requeuing") and previous not in ("queuing", "requeuing"):
             self._queue.append(rollout.rollout_id)
             self._queued.notify_all()
@@ -93,9 +105,9 @@ class InMemoryLightningStore(LightningStore):
 
     def _sweep(self) -> None:
         now = time.time()
-        for rollout_id, rollout in list(self._rollouts.items()):
-            if rollout.status not in ("preparing", "running"):
-                continue
+        active = [*self._by_status.get("preparing", ()), *self._by_status.get("running", ())]
+        for rollout_id in active:
+            rollout = self._rollouts[rollout_id]
             attempt = self._attempts[rollout_id][-1]
             status = expired_status(rollout, attempt, now)
             if status is not None:
@@ -111,6 +123,8 @@ class InMemoryLightningStore(LightningStore):
             self._keys.put(idempotency_key, "enqueue_many_rollouts", rollouts)
             for rollout in rollouts:
                 self._rollouts[rollout.rollout_id] = rollout
+                self._order[rollout.rollout_id] = len(self._order)
+                self._index(rollout, None)
                 self._attempts[rollout.rollout_id] = []
                 self._queue.append(rollout.rollout_id)
             self._changed.notify_all()
@@ -127,7 +141,7 @@ class InMemoryLightningStore(LightningStore):
                     return first
                 self._sweep()
                 while self._queue:
-                    rollout = self._rollouts[self._queue.pop(0)]
+                    rollout = self._rollouts[self._queue.popleft()]
                     if rollout.status not in ("queuing", "requeuing"):
                         continue  # cancelled or otherwise moved on while queued
                     rollout, attempt = new_attempt(rollout, worker_id, time.time())
@@ -217,9 +231,11 @@ class InMemoryLightningStore(LightningStore):
             self._sweep()
             if rollout_ids is not None:
                 candidates = [self._rollouts[r] for r in rollout_ids if r in self._rollouts]
-            else:
-                candidates = list(self._rollouts.values())
-            return [r for r in candidates if status is None or r.status in status]
+                return [r for r in candidates if status is None or r.status in status]
+            if status is None:
+                return list(self._rollouts.values())
+            ids = [r for s in set(status) for r in self._by_status.get(s, ())]
+            return [self._rollouts[r] for r in sorted(ids, key=self._order.__getitem__)]
 
     async def get_rollout_by_id(self, rollout_id: str) -> Rollout:
         async with self._lock:
@@ -246,9 +262,6 @@ class InMemoryLightningStore(LightningStore):
             check_next_sequence_id(rollout_id, attempt.attempt_id, current)
             self._span_counters[key] = current + 1
             return current + 1
-
-    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
-        return self._next_sequence_id(rollout_id, attempt_id)
 
     def _check_span_attempt(self, rollout_id: str, attempt_id: str) -> None:
         self._rollout(rollout_id)

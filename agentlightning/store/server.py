@@ -4,7 +4,10 @@ Where this sits: between processes. The trainer owns a store and serves it; runn
 when it runs as its own process) talk to it through `LightningStoreClient`, which implements the same
 `LightningStore` contract, so code never knows which side of the wire it is on.
 
-Wire format: JSON bodies of the pydantic models in `agentlightning.types`. Errors map to status codes and back:
+Wire format: JSON bodies of the pydantic models in `agentlightning.types`, encoded and decoded by pydantic's compiled
+core (`TypeAdapter.dump_json` / `validate_json`), never through FastAPI's response models, which validate each answer
+again. `POST /spans` answers only the stored spans' `sequence_id`s (the client rebuilds the spans: a stored span is
+the sent one with its number), so a batch of token ids crosses the wire once. Errors map to status codes and back:
 `NotFoundError` ↔ 404, `InvalidTransitionError` ↔ 409, a malformed request ↔ 400 (the validation message in
 `detail`, naming the field: a number out of range, such as a span `sequence_id` beyond SQLite's 64-bit INTEGER or a
 wait that is negative or not finite, is a 400 and never reaches the backend), a missing/wrong token ↔ 401. Mutating
@@ -31,8 +34,8 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentlightning.net import EmbeddedServer, http_url
@@ -105,6 +108,21 @@ class _Spans(BaseModel):
 
 class _Resources(BaseModel):
     resources: NamedResources
+
+
+_SPANS_BODY = TypeAdapter(_Spans)
+_ROLLOUT = TypeAdapter(Rollout)
+_ROLLOUTS = TypeAdapter(list[Rollout])
+_CLAIM = TypeAdapter(AttemptedRollout | None)
+_ATTEMPT = TypeAdapter(Attempt)
+_ATTEMPTS = TypeAdapter(list[Attempt])
+_SPANS = TypeAdapter(list[Span])
+_RESOURCES = TypeAdapter(ResourcesUpdate | None)
+
+
+def _json(adapter: TypeAdapter[Any], value: Any) -> Response:
+    """`value` as JSON, serialized once by pydantic's core (no second validation)."""
+    return Response(adapter.dump_json(value), media_type="application/json")
 
 
 def _describe(errors: Sequence[Any]) -> str:
@@ -205,11 +223,11 @@ def build_app(store: LightningStore, token: str | None = None,
         return {"status": "ok"}
 
     @app.post("/rollouts/enqueue")
-    async def enqueue(body: _Enqueue, key: Key = None) -> list[Rollout]:
-        return await store.enqueue_many_rollouts(body.requests, idempotency_key=key)
+    async def enqueue(body: _Enqueue, key: Key = None) -> Response:
+        return _json(_ROLLOUTS, await store.enqueue_many_rollouts(body.requests, idempotency_key=key))
 
     @app.post("/rollouts/dequeue")
-    async def dequeue(body: _Dequeue, request: Request, key: Key = None) -> AttemptedRollout | None:
+    async def dequeue(body: _Dequeue, request: Request, key: Key = None) -> Response:
         give_backs.fetched(key)
         claimed = await store.dequeue_rollout(body.worker_id, min(body.wait_seconds, MAX_DEQUEUE_WAIT_SECONDS),
                                               idempotency_key=key)
@@ -221,66 +239,72 @@ def build_app(store: LightningStore, token: str | None = None,
             else:
                 await store.update_rollout(claimed.rollout_id, status="requeuing",
                                            metadata={"requeued_by": "dequeue client disconnected"})
-            return None
-        return claimed
+            return _json(_CLAIM, None)
+        return _json(_CLAIM, claimed)
 
     @app.post("/rollouts/query")
-    async def query(body: _Query) -> list[Rollout]:
-        return await store.query_rollouts(body.status, body.rollout_ids)
+    async def query(body: _Query) -> Response:
+        return _json(_ROLLOUTS, await store.query_rollouts(body.status, body.rollout_ids))
 
     @app.post("/rollouts/wait")
-    async def wait(body: _Wait) -> list[Rollout]:
-        return await store.wait_for_rollouts(body.rollout_ids, body.timeout)
+    async def wait(body: _Wait) -> Response:
+        return _json(_ROLLOUTS, await store.wait_for_rollouts(body.rollout_ids, body.timeout))
 
     @app.get("/rollouts/{rollout_id}")
-    async def get_rollout(rollout_id: str) -> Rollout:
-        return await store.get_rollout_by_id(rollout_id)
+    async def get_rollout(rollout_id: str) -> Response:
+        return _json(_ROLLOUT, await store.get_rollout_by_id(rollout_id))
 
     @app.post("/rollouts/{rollout_id}/update")
-    async def update_rollout(rollout_id: str, body: _UpdateRollout, key: Key = None) -> Rollout:
-        return await store.update_rollout(rollout_id, body.status, body.metadata, body.resources_id,
-                                          idempotency_key=key)
+    async def update_rollout(rollout_id: str, body: _UpdateRollout, key: Key = None) -> Response:
+        return _json(_ROLLOUT, await store.update_rollout(rollout_id, body.status, body.metadata, body.resources_id,
+                                                          idempotency_key=key))
 
     @app.post("/rollouts/{rollout_id}/cancel")
-    async def cancel(rollout_id: str, key: Key = None) -> Rollout:
-        return await store.cancel(rollout_id, idempotency_key=key)
+    async def cancel(rollout_id: str, key: Key = None) -> Response:
+        return _json(_ROLLOUT, await store.cancel(rollout_id, idempotency_key=key))
 
     @app.get("/rollouts/{rollout_id}/attempts")
-    async def attempts(rollout_id: str) -> list[Attempt]:
-        return await store.query_attempts(rollout_id)
+    async def attempts(rollout_id: str) -> Response:
+        return _json(_ATTEMPTS, await store.query_attempts(rollout_id))
 
     @app.post("/rollouts/{rollout_id}/attempts/{attempt_id}/update")
-    async def update_attempt(rollout_id: str, attempt_id: str, body: _UpdateAttempt, key: Key = None) -> Attempt:
-        return await store.update_attempt(rollout_id, attempt_id, body.status, body.heartbeat, body.worker_id,
-                                          body.metadata, idempotency_key=key)
+    async def update_attempt(rollout_id: str, attempt_id: str, body: _UpdateAttempt, key: Key = None) -> Response:
+        return _json(_ATTEMPT, await store.update_attempt(rollout_id, attempt_id, body.status, body.heartbeat,
+                                                          body.worker_id, body.metadata, idempotency_key=key))
 
     @app.post("/rollouts/{rollout_id}/attempts/{attempt_id}/next_span_sequence_id")
     async def next_sequence_id(rollout_id: str, attempt_id: str) -> int:
         return await store.get_next_span_sequence_id(rollout_id, attempt_id)
 
     @app.get("/rollouts/{rollout_id}/spans")
-    async def spans(rollout_id: str, attempt_id: str = "latest") -> list[Span]:
-        return await store.query_spans(rollout_id, None if attempt_id == "all" else attempt_id)
+    async def spans(rollout_id: str, attempt_id: str = "latest") -> Response:
+        return _json(_SPANS, await store.query_spans(rollout_id, None if attempt_id == "all" else attempt_id))
 
     @app.post("/spans")
-    async def add_spans(body: _Spans, key: Key = None) -> list[Span]:
-        return await store.add_spans(body.spans, idempotency_key=key)
+    async def add_spans(request: Request, key: Key = None) -> Response:
+        try:  # (the body parsed and checked in one pass of pydantic's core, not json.loads and then the model)
+            body = _SPANS_BODY.validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        stored = await store.add_spans(body.spans, idempotency_key=key)
+        return Response(b"[" + b",".join(b"%d" % (s.sequence_id or 0) for s in stored) + b"]",
+                        media_type="application/json")
 
     @app.post("/resources")
-    async def add_resources(body: _Resources, key: Key = None) -> ResourcesUpdate:
-        return await store.add_resources(body.resources, idempotency_key=key)
+    async def add_resources(body: _Resources, key: Key = None) -> Response:
+        return _json(_RESOURCES, await store.add_resources(body.resources, idempotency_key=key))
 
     @app.get("/resources/latest")
-    async def latest_resources() -> ResourcesUpdate | None:
-        return await store.get_latest_resources()
+    async def latest_resources() -> Response:
+        return _json(_RESOURCES, await store.get_latest_resources())
 
     @app.put("/resources/{resources_id}")
-    async def update_resources(resources_id: str, body: _Resources, key: Key = None) -> ResourcesUpdate:
-        return await store.update_resources(resources_id, body.resources, idempotency_key=key)
+    async def update_resources(resources_id: str, body: _Resources, key: Key = None) -> Response:
+        return _json(_RESOURCES, await store.update_resources(resources_id, body.resources, idempotency_key=key))
 
     @app.get("/resources/{resources_id}")
-    async def get_resources(resources_id: str) -> ResourcesUpdate:
-        return await store.get_resources_by_id(resources_id)
+    async def get_resources(resources_id: str) -> Response:
+        return _json(_RESOURCES, await store.get_resources_by_id(resources_id))
 
     return app
 

@@ -387,11 +387,6 @@ class SqliteLightningStore(LightningStore):
     async def get_next_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
         return await self._run(lambda conn: self._next_sequence_id(conn, rollout_id, attempt_id))
 
-    def reserve_span_sequence_id(self, rollout_id: str, attempt_id: str) -> int:
-        if self._closed:
-            raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
-        return self._executor.submit(self._tx, lambda c: self._next_sequence_id(c, rollout_id, attempt_id)).result()
-
     def _check_span_attempt(self, conn: sqlite3.Connection, rollout_id: str, attempt_id: str) -> None:
         self._get_rollout(conn, rollout_id)
         self._get_attempt(conn, rollout_id, attempt_id)

@@ -222,19 +222,19 @@ async def test_bad_rollout_config_is_rejected_with_reason(store: LightningStore)
         await store.enqueue_rollout("x", config={"max_attempts": 0})  # type: ignore[arg-type]
 
 
-async def test_reserve_span_sequence_id_interleaves_with_async_spans(store: LightningStore) -> None:
+async def test_reserved_span_sequence_id_interleaves_with_added_spans(store: LightningStore) -> None:
     rollout = await store.enqueue_rollout("x")
     claimed = await store.dequeue_rollout()
     assert claimed is not None
     rid, aid = rollout.rollout_id, claimed.attempt.attempt_id
     first = await store.add_span(_span(rid, aid, "proxy-call"))
-    reserved = await asyncio.to_thread(store.reserve_span_sequence_id, rid, aid)  # from another thread
+    reserved = await store.get_next_span_sequence_id(rid, aid)
     third = await store.add_span(_span(rid, aid, "reward"))
     assert (first.sequence_id, reserved, third.sequence_id) == (1, 2, 3)
     await store.add_span(_span(rid, aid, "tracer").model_copy(update={"sequence_id": reserved}))
     assert [s.name for s in await store.query_spans(rid)] == ["proxy-call", "tracer", "reward"]
     with pytest.raises(NotFoundError):
-        await asyncio.to_thread(store.reserve_span_sequence_id, rid, "at-unknown")
+        await store.get_next_span_sequence_id(rid, "at-unknown")
 
 
 async def test_dequeue_long_poll_answers_when_a_rollout_is_queued(store: LightningStore) -> None:
