@@ -21,6 +21,8 @@ the shared pool open for the other rollouts; the pool lives as long as its event
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,7 @@ from agentlightning.types import LLM
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
 
-__all__ = ["async_openai", "chat_openai", "shared_async_http_client", "shared_http_client", "sync_openai"]
+__all__ = ["async_openai", "chat_openai", "shared_async_http_client", "shared_http_client", "sync_openai", "warm_up"]
 
 
 class _SharedAsyncClient(openai.DefaultAsyncHttpxClient):
@@ -73,15 +75,22 @@ def shared_async_http_client() -> httpx.AsyncClient:
     with _lock:
         client = _async_pools.get(loop)
         if client is None:
-            client = _async_pools[loop] = _SharedAsyncClient()
+            client = _async_pools[loop] = _SharedAsyncClient(verify=_tls())
         return client
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs), made once per process: loading the CA file takes ~50 ms, which
+    a new pool would otherwise spend on the event loop its episodes share."""
+    return httpx.create_ssl_context()
 
 
 def shared_http_client() -> httpx.Client:
     """The process's shared sync httpx pool (httpx's sync client may be used from several threads)."""
     with _lock:
         if not _sync_pool:
-            _sync_pool.append(_SharedClient())
+            _sync_pool.append(_SharedClient(verify=_tls()))
         return _sync_pool[0]
 
 
@@ -110,3 +119,13 @@ def chat_openai(llm: LLM, **kwargs: Any) -> ChatOpenAI:
         pass
     kwargs.setdefault("http_client", shared_http_client())
     return ChatOpenAI(base_url=llm.get_base_url(), api_key=llm.api_key or "none", model=llm.model, **kwargs)
+
+
+def warm_up() -> None:
+    """Import what an episode's first model call would (openai loads its resource modules on first use: ~500
+    modules, 0.5 s of CPU on this machine) and the tracer's LangChain hooks, so that it happens once, on the thread
+    that calls this (the runner: a worker thread before it starts episodes), not on the loop the episodes share."""
+    from agentlightning import langchain_handler  # noqa: F401  - imported for its side effect: loading
+
+    _tls()
+    _ = openai.AsyncOpenAI(api_key="none", base_url="http://127.0.0.1:9/v1").chat.completions

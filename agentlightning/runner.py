@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentlightning.agent import LitAgent
+from agentlightning.clients import warm_up
 from agentlightning.emitter import emit_exception, emit_reward
 from agentlightning.store.base import (
     InvalidTransitionError,
@@ -231,6 +232,7 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
     config = config or RunnerConfig()
     stop = stop or asyncio.Event()
     tracer, cache, count = tracer or Tracer(), {}, 0
+    await asyncio.to_thread(warm_up)  # ~1 s of first-use imports, off the loop the episodes will share
     running: set[asyncio.Task[str]] = set()
     idle_since = time.monotonic()
     stopper = asyncio.create_task(stop.wait())

@@ -62,10 +62,11 @@ class FaultyProxy:
     """Relay 127.0.0.1:<port> → upstream, faulting `rate` of the requests (kinds drawn uniformly from `kinds`)."""
 
     def __init__(self, upstream_port: int, rate: float = 0.25, seed: int = 0,
-                 kinds: tuple[str, ...] = FAULTS, upstream_host: str = "127.0.0.1", spare_retries: bool = False
-                 ) -> None:
+                 kinds: tuple[str, ...] = FAULTS, upstream_host: str = "127.0.0.1", spare_retries: bool = False,
+                 latency_s: float = 0.0) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.rate, self.kinds, self.spare_retries = rate, kinds, spare_retries
+        self.latency_s = latency_s  # added to every request (a store on another machine, a slow network)
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.port = 0
@@ -103,6 +104,8 @@ class FaultyProxy:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return  # the client closed its (idle) connection
                 fate = self._fate(head)
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
                 if fate == "reset_before":
                     _reset(writer)
                     return
