@@ -16,6 +16,10 @@ connection pool per event loop (sync clients: per process), which costs ~0.1 ms:
 `langchain_openai.ChatOpenAI` for LangChain/LangGraph agents. Keyword arguments go to the client's constructor
 (`timeout`, `max_retries`, ...). Closing such a client (`await client.close()`, `async with`) is allowed and leaves
 the shared pool open for the other rollouts; the pool lives as long as its event loop (or process).
+
+These clients also keep the trace in order: before a model call to an attempt's proxy URL leaves, it waits for that
+attempt's spans that have ended (a reward, a tool call) to be stored, so they are numbered before the call's
+`llm.call` span (`agentlightning.tracer.settle_spans_before`; usually there is nothing to wait for).
 """
 
 from __future__ import annotations
@@ -122,10 +126,8 @@ def chat_openai(llm: LLM, **kwargs: Any) -> ChatOpenAI:
 
 
 def warm_up() -> None:
-    """Import what an episode's first model call would (openai loads its resource modules on first use: ~500
-    modules, 0.5 s of CPU on this machine) and the tracer's LangChain hooks, so that it happens once, on the thread
-    that calls this (the runner: a worker thread before it starts episodes), not on the loop the episodes share."""
-    from agentlightning import langchain_handler  # noqa: F401  - imported for its side effect: loading
-
+    """Do what an episode's first model call would do once per process: import openai's resource modules (~500
+    modules, 0.5 s of CPU on this machine) and load the TLS context of the shared pools. The runner calls it on a
+    worker thread before it starts episodes, so that this does not stall the loop they share."""
     _tls()
     _ = openai.AsyncOpenAI(api_key="none", base_url="http://127.0.0.1:9/v1").chat.completions

@@ -232,7 +232,7 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
     config = config or RunnerConfig()
     stop = stop or asyncio.Event()
     tracer, cache, count = tracer or Tracer(), {}, 0
-    await asyncio.to_thread(warm_up)  # ~1 s of first-use imports, off the loop the episodes will share
+    await asyncio.to_thread(warm_up)  # openai's first-use imports (0.5 s), off the loop the episodes will share
     running: set[asyncio.Task[str]] = set()
     idle_since = time.monotonic()
     stopper = asyncio.create_task(stop.wait())

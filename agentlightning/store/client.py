@@ -296,7 +296,9 @@ class LightningStoreClient(LightningStore):
         return ResourcesUpdate.model_validate(await self._call("GET", f"/resources/{_q(resources_id)}"))
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
+        """Close this client's connection pools (each loop's: one on another, closed loop cannot be awaited and is
+        dropped)."""
+        sessions, self._clients = self._clients, {}
+        for session in sessions.values():
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await session.close()

@@ -95,7 +95,7 @@ class InMemoryLightningStore(LightningStore):
         self._index(rollout, previous)
         if rollout.status in ("queuing", "requeuing") and previous not in ("queuing", "requeuing"):
             self._queue.append(rollout.rollout_id)
-            self._queued.notify_all()
+            self._queued.notify(1)  # one waiting dequeue per queued rollout, not all of them (256 long polls)
         if attempt is not None:
             attempts = self._attempts[rollout.rollout_id]
             for i, old in enumerate(attempts):
@@ -128,7 +128,7 @@ class InMemoryLightningStore(LightningStore):
                 self._attempts[rollout.rollout_id] = []
                 self._queue.append(rollout.rollout_id)
             self._changed.notify_all()
-            self._queued.notify_all()
+            self._queued.notify(len(rollouts))
         return rollouts
 
     async def dequeue_rollout(self, worker_id: str | None = None, wait_seconds: float = 0.0,
@@ -138,6 +138,8 @@ class InMemoryLightningStore(LightningStore):
             while True:
                 # (checked on every wake-up: a repeat may wait while the first call, whose client left, claims)
                 if (first := self._keys.get(idempotency_key, "dequeue_rollout")) is not MISS:
+                    if self._queue:  # it may have been woken for a queued rollout it does not take: pass that on
+                        self._queued.notify(1)
                     return first
                 self._sweep()
                 while self._queue:
@@ -153,8 +155,8 @@ class InMemoryLightningStore(LightningStore):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                # woken when a rollout is queued (not by every span or heartbeat: each wake-up sweeps all rollouts);
-                # at least every second, so attempts that expired meanwhile get swept and requeued
+                # woken when a rollout is queued, one waiter per rollout (not by every span or heartbeat, nor all
+                # waiters at once: a cluster's runners keep hundreds of long polls waiting); at least every second, so attempts that expired meanwhile get swept and requeued
                 # (asyncio.timeout, not wait_for: the wait runs in this task, so a cancelled dequeue still
                 # re-acquires the lock before `async with` releases it — wait_for's inner task may not have yet)
                 with contextlib.suppress(TimeoutError):

@@ -75,14 +75,20 @@ class SpanWriter:
         return await self.submit(spans)
 
     async def _run(self) -> None:
-        while self._queue:
-            entries: list[tuple[list[Span], asyncio.Future[list[Span]]]] = []
-            size = 0
-            while self._queue and (not entries or size + len(self._queue[0][0]) <= self.max_batch):
-                entry = self._queue.popleft()
-                entries.append(entry)
-                size += len(entry[0])
-            await self._send(entries)
+        entries: list[tuple[list[Span], asyncio.Future[list[Span]]]] = []
+        try:
+            while self._queue:
+                entries, size = [], 0
+                while self._queue and (not entries or size + len(self._queue[0][0]) <= self.max_batch):
+                    entry = self._queue.popleft()
+                    entries.append(entry)
+                    size += len(entry[0])
+                await self._send(entries)
+        finally:  # cancelled (its loop is shutting down): nobody may wait forever for a write that will not happen
+            for _, future in [*entries, *self._queue]:
+                if not future.done():
+                    future.cancel()
+            self._queue.clear()
 
     async def _send(self, entries: list[tuple[list[Span], asyncio.Future[list[Span]]]]) -> None:
         batch = [span for spans, _ in entries for span in spans]
