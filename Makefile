@@ -40,6 +40,7 @@ lint: setup  ## ruff
 
 bench: setup  ## every benchmark, each printing ratios against a baseline measured in the same run (~15 min)
 	$(PY) benchmarks/store_bench.py
+	$(PY) benchmarks/store_scale.py
 	$(PY) benchmarks/proxy_overhead.py
 	$(PY) benchmarks/rollout_throughput.py
 	$(PY) benchmarks/train_step.py --steps 3
