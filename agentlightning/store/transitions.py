@@ -49,7 +49,6 @@ no-op). An attempt moves its rollout only while it is the rollout's latest attem
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -146,10 +145,8 @@ def _check_rollout_move(rollout: Rollout, status: str, cause: str) -> None:
 
 
 def new_id(prefix: str) -> str:
-    """An id that sorts by creation time, such as `ro-01a24f11bc5c1f3a9c0d2b7e` (milliseconds since 1970 in hex, then 12
-    random hex digits): new rows land at the end of the SQLite store's indexes, which keeps inserts into a store
-    that holds a long history in a few cached pages instead of random ones."""
-    return f"{prefix}-{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:12]}"
+    """A short random id such as `ro-1f3a9c0d2b7e`."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def build_rollout(
