@@ -147,14 +147,16 @@ class ProxyApp:
 
     def __init__(self, store: LightningStore, pool: BackendPool, model_list: Mapping[str, Any] | None = None,
                  api_key: str | None = None, request_logprobs: bool = False, keep_token_ids: bool = False,
-                 upstream_headers: Mapping[str, str] | None = None) -> None:
+                 upstream_api_key: str | None = None) -> None:
         self.store = store
         self.pool = pool
         self.model_list = check_model_list(model_list)
         self.api_key = api_key
         self.request_logprobs = request_logprobs
         self.keep_token_ids = keep_token_ids
-        self.upstream_headers = dict(upstream_headers or {"content-type": "application/json"})
+        self.upstream_headers = {"content-type": "application/json"}
+        if upstream_api_key:
+            self.upstream_headers["authorization"] = f"Bearer {upstream_api_key}"
         self.client: httpx.AsyncClient | None = None
         self.known_attempts: set[tuple[str, str]] = set()
         self.background: set[asyncio.Task[Any]] = set()

@@ -60,12 +60,9 @@ class LLMProxy:
         self.host, self.port = host, port
         self.timeout_s = timeout_s
         self.max_connections = max_connections
-        upstream_headers = {"content-type": "application/json"}
-        if upstream_api_key:
-            upstream_headers["authorization"] = f"Bearer {upstream_api_key}"
         self.app = ProxyApp(store, BackendPool(backends, num_retries=num_retries, cooldown_s=cooldown_s),
                             model_list=model_list, api_key=api_key, request_logprobs=request_logprobs,
-                            keep_token_ids=keep_token_ids, upstream_headers=upstream_headers)
+                            keep_token_ids=keep_token_ids, upstream_api_key=upstream_api_key)
         self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[Any] | None = None
         self._thread: threading.Thread | None = None

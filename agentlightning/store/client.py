@@ -35,7 +35,6 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from multidict import CIMultiDict
 from pydantic import BaseModel, TypeAdapter
 from yarl import URL
 
@@ -147,7 +146,7 @@ class LightningStoreClient(LightningStore):
                     timeout: float | None = None, key: str | None = None, content: bytes | None = None) -> Any:
         """One logical call: the request, retried on transport failures until the deadline (a mutating call sends
         its idempotency `key` with every try). `content`: a body already encoded as JSON (instead of `json`)."""
-        headers = CIMultiDict({KEY_HEADER: key} if key is not None else {})
+        headers = {KEY_HEADER: key} if key is not None else {}
         if json is not None:
             content = orjson.dumps(json, option=orjson.OPT_NON_STR_KEYS)
         if content is not None:

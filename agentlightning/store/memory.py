@@ -3,7 +3,8 @@
 Where this sits: in the trainer process. Runners in other processes reach it through `LightningStoreServer`.
 Nothing survives the process; use `SqliteLightningStore` when it must. Work grows with what is active, not
 with history: rollouts are indexed by status (so the timeout sweep visits only `preparing`/`running` ones, and a
-status query only the rollouts in those statuses), and the queue is a deque. Idempotency keys (`store/idempotency.py`) are
+status query only the rollouts in those statuses), and the queue is a deque. Idempotency keys
+(`store/idempotency.py`) are
 looked up and recorded under the same lock as the change they guard, and so are the input rules
 (`store/validation.py`): a span batch is checked and numbered whole before any of it is stored.
 """
@@ -156,7 +157,8 @@ class InMemoryLightningStore(LightningStore):
                 if remaining <= 0:
                     return None
                 # woken when a rollout is queued, one waiter per rollout (not by every span or heartbeat, nor all
-                # waiters at once: a cluster's runners keep hundreds of long polls waiting); at least every second, so attempts that expired meanwhile get swept and requeued
+                # waiters at once: a cluster's runners keep hundreds of long polls waiting); at least every
+                # second, so attempts that expired meanwhile get swept and requeued
                 # (asyncio.timeout, not wait_for: the wait runs in this task, so a cancelled dequeue still
                 # re-acquires the lock before `async with` releases it — wait_for's inner task may not have yet)
                 with contextlib.suppress(TimeoutError):

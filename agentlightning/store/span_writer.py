@@ -44,8 +44,6 @@ class SpanWriter:
             raise ValueError(f"SpanWriter(max_batch={max_batch}) must be >= 1 (spans per add_spans request)")
         self.store = store
         self.max_batch = max_batch
-        self.requests_sent = 0  # add_spans requests made (spans / requests = the batching achieved)
-        self.spans_written = 0
         self._queue: deque[tuple[list[Span], asyncio.Future[list[Span]]]] = deque()
         self._task: asyncio.Task[None] | None = None
 
@@ -93,7 +91,6 @@ class SpanWriter:
     async def _send(self, entries: list[tuple[list[Span], asyncio.Future[list[Span]]]]) -> None:
         batch = [span for spans, _ in entries for span in spans]
         try:
-            self.requests_sent += 1
             stored = await self.store.add_spans(batch)
         except Exception as exc:  # noqa: BLE001 - handed to the submitters
             if len(entries) == 1:
@@ -101,15 +98,12 @@ class SpanWriter:
                 return
             for spans, future in entries:  # isolate the submission that was refused
                 try:
-                    self.requests_sent += 1
                     one = await self.store.add_spans(spans)
                 except Exception as exc_one:  # noqa: BLE001 - handed to its submitter
                     _settle(future, exc=exc_one)
                 else:
-                    self.spans_written += len(one)
                     _settle(future, result=one)
             return
-        self.spans_written += len(stored)
         at = 0
         for spans, future in entries:
             _settle(future, result=stored[at: at + len(spans)])

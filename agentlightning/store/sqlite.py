@@ -87,9 +87,6 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created);
 """
 _PRUNE_EVERY = 1000  # keyed writes between two prunes of expired keys
-# page cache of the connection: 64 MiB instead of SQLite's 2 MiB, so the indexes a long run has grown stay in memory
-# (with 100,000 rollouts stored, their pages no longer fit in 2 MiB and every lookup went to the file)
-CACHE_KIB = 65536
 
 
 class SqliteLightningStore(LightningStore):
@@ -112,7 +109,6 @@ class SqliteLightningStore(LightningStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.executescript(_SCHEMA)
         self._conn = conn
         self._opened_at = time.time()  # runners could not heartbeat while no store had the file open
