@@ -19,14 +19,22 @@ a file written before that column existed gets it (filled from the stored spans)
 
 All SQLite work happens on one private thread (sqlite3 connections are not thread-safe); several processes may open
 the same file: SQLite's file lock plus `BEGIN IMMEDIATE` make `dequeue_rollout` atomic across them too.
+
+Checkpoints (copying the write-ahead log back into the file, with its fsyncs) run on a second thread with its own
+connection, every `checkpoint_seconds`, never inside a request: SQLite's default runs one inside whichever commit
+crosses 1,000 log pages, and in a large file that commit then waits for scattered page writes and an fsync of
+everything the OS holds for the file. WAL readers and writers do not wait for a checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +74,7 @@ from agentlightning.types import (
 __all__ = ["SqliteLightningStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollouts (
@@ -87,12 +96,17 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency(created);
 """
 _PRUNE_EVERY = 1000  # keyed writes between two prunes of expired keys
+_WAL_KEEP_BYTES = 64 << 20  # a write-ahead log restarted after a checkpoint is cut back to this size
 
 
 class SqliteLightningStore(LightningStore):
     """A store backed by the SQLite file at `path` (created if missing)."""
 
-    def __init__(self, path: str | Path, synchronous: Literal["NORMAL", "FULL"] = "NORMAL", poll_seconds: float = 0.05):
+    def __init__(self, path: str | Path, synchronous: Literal["NORMAL", "FULL"] = "NORMAL", poll_seconds: float = 0.05,
+                 checkpoint_seconds: float = 1.0):
+        if not checkpoint_seconds > 0:
+            raise ValueError(f"checkpoint_seconds={checkpoint_seconds!r}: the period of the store's WAL checkpoints "
+                             "must be > 0. Fix: pass a positive number of seconds (default 1.0)")
         self.path = Path(path)
         self.poll_seconds = poll_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agl-sqlite")
@@ -100,6 +114,11 @@ class SqliteLightningStore(LightningStore):
         self._closed = False
         self._keyed_writes = 0
         self._executor.submit(self._open, synchronous).result()
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="agl-sqlite-checkpoint", daemon=True,
+            args=(weakref.ref(self), self.path, self._stop_checkpoints, synchronous, checkpoint_seconds))
+        self._checkpointer.start()
 
     # ------------------------------------------------------------------ plumbing
     def _open(self, synchronous: str) -> None:
@@ -109,6 +128,8 @@ class SqliteLightningStore(LightningStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # (the checkpoint thread does it, outside requests)
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_KEEP_BYTES}")
         conn.executescript(_SCHEMA)
         self._conn = conn
         self._opened_at = time.time()  # runners could not heartbeat while no store had the file open
@@ -138,6 +159,33 @@ class SqliteLightningStore(LightningStore):
         conn.execute("COMMIT")
         return result
 
+    @staticmethod
+    def _checkpoint_loop(store_ref: weakref.ref[SqliteLightningStore], path: Path, stop: threading.Event,
+                         synchronous: str, period: float) -> None:
+        """Checkpoint the write-ahead log every `period` seconds on this thread's own connection, until the store is
+        closed or collected (the thread holds no strong reference to it)."""
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            while not stop.wait(period) and (store := store_ref()) is not None:
+                try:  # PASSIVE: copies what no reader still needs and waits for nobody
+                    _, logged, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if logged > 0 and not store._closed:
+                        # the log restarts (instead of growing) only when a write begins with all of it copied; under
+                        # steady writes one is always under way while this runs, so the store thread copies the
+                        # (short) rest between two requests, and its next write starts the log afresh
+                        store._executor.submit(store._finish_checkpoint).result()
+                except (sqlite3.Error, RuntimeError) as exc:  # (RuntimeError: the executor shut down at close)
+                    logger.warning("SQLite store %s: checkpoint failed (%s); retrying in %.1f s", path, exc, period)
+                del store
+        finally:
+            conn.close()
+
+    def _finish_checkpoint(self) -> None:
+        if self._conn is not None:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise RuntimeError(f"SqliteLightningStore({self.path}) is closed")
@@ -153,6 +201,8 @@ class SqliteLightningStore(LightningStore):
                 self._conn.close()
                 self._conn = None
 
+        self._stop_checkpoints.set()
+        await asyncio.to_thread(self._checkpointer.join)
         await asyncio.get_running_loop().run_in_executor(self._executor, _close)
         self._executor.shutdown(wait=True)
 
