@@ -38,12 +38,13 @@ test-fast: setup  ## tests that need no vLLM server
 lint: setup  ## ruff
 	$(PY) -m ruff check .
 
-bench: setup  ## every benchmark, each printing ratios against a baseline measured in the same run (~15 min)
+bench: setup  ## every benchmark, each printing ratios against a baseline measured in the same run (~25 min)
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/store_scale.py
 	$(PY) benchmarks/proxy_overhead.py
 	$(PY) benchmarks/rollout_throughput.py
 	$(PY) benchmarks/train_step.py --steps 3
+	$(PY) benchmarks/update_cost.py --repeats 2
 
 lock: setup  ## refresh requirements/cpu-lock.txt from the current .venv
 	{ echo "# Exact versions of the CPU stack that was green (constraints for scripts/setup.py). Refresh: make lock"; \
