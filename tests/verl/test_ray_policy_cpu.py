@@ -186,7 +186,9 @@ def test_a_weight_sync_into_a_dead_replica_fails_within_its_timeout(ws1: Any) ->
         proc.kill()
     ws1.weight_sync_timeout_s = 60
     started = time.monotonic()
-    with pytest.raises(WeightSyncError, match="weight sync of step 2"):
+    # which error depends on whether vLLM has noticed its dead engine yet: if it has, the health check before the
+    # sync answers ReplicaDeadError (a WeightSyncError); if not, the sync itself fails or times out
+    with pytest.raises(WeightSyncError, match=r"weight sync of step 2|stopped answering at step 2"):
         ws1.push_weights(2)
     assert time.monotonic() - started < 90
 
