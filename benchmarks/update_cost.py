@@ -45,11 +45,8 @@ def _step(model: torch.nn.Module, optim: torch.optim.Optimizer, ids: torch.Tenso
           entropy: bool) -> float:
     """One micro-batch: loss = -mean log p(response tokens), as the PG loss weights them; returns seconds."""
     started = time.perf_counter()
-    if keep_from == 0:
-        logits = model(input_ids=ids).logits  # (b, T, V): every position
-    else:
-        logits = model(input_ids=ids, logits_to_keep=ids.shape[1] - keep_from).logits  # positions keep_from..T-1
-    labels = ids[:, keep_from + 1:] if keep_from else ids[:, 1:]
+    logits = model(input_ids=ids, logits_to_keep=ids.shape[1] - keep_from).logits  # positions keep_from..T-1
+    labels = ids[:, keep_from + 1:]
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     ent = _entropy(logits) if entropy else None  # kept until after backward, as verl keeps it for its metrics
     mask = torch.zeros_like(logp)

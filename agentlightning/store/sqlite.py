@@ -168,14 +168,16 @@ class SqliteLightningStore(LightningStore):
         try:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
+            seen = -1  # log size at the last pass: an idle store's log does not change, and needs no second step
             while not stop.wait(period) and (store := store_ref()) is not None:
                 try:  # PASSIVE: copies what no reader still needs and waits for nobody
                     _, logged, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if logged > 0 and not store._closed:
+                    if logged > 0 and logged != seen and not store._closed:
                         # the log restarts (instead of growing) only when a write begins with all of it copied; under
                         # steady writes one is always under way while this runs, so the store thread copies the
                         # (short) rest between two requests, and its next write starts the log afresh
                         store._executor.submit(store._finish_checkpoint).result()
+                    seen = logged
                 except (sqlite3.Error, RuntimeError) as exc:  # (RuntimeError: the executor shut down at close)
                     logger.warning("SQLite store %s: checkpoint failed (%s); retrying in %.1f s", path, exc, period)
                 del store
