@@ -15,7 +15,8 @@ What verl 0.9.1 lacks on CPU, and the hook used for each (smallest set found by 
 3. The gloo/nccl backend string verl builds (`cpu:gloo,cpu:gloo` on CPU): a monkeypatch, in `patches.py` with the
    other patches of verl/vLLM internals; `install_hooks()` applies it.
 4. FSDP engines are registered for devices cuda/npu only. **Hook**: `EngineRegistry.register(..., device="cpu")` with
-   verl's own `FSDPEngineWithLMHead` / `FSDPEngineWithValueHead` classes (no subclass, no copy).
+   verl's own `FSDPEngineWithValueHead` and, for the language model, `ResponseLogitsEngine` (`response_logits.py`):
+   verl's `FSDPEngineWithLMHead` computing logits only from the first position the loss reads (1.2x on the update).
 5. Attention and padding: verl defaults to flash_attention_2 and remove-padding (flash-attn varlen kernels). These
    are config, not code: `model.override_config.attn_implementation=sdpa`, `model.use_remove_padding=false` (the
    `cpu` preset in configs/ sets both; `verl/config.py` refuses the flash-attn settings on CPU with the fix).
@@ -215,9 +216,11 @@ def register_platform() -> None:
 
 def _register_engines() -> None:
     from verl.workers.engine import EngineRegistry
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithValueHead
 
-    for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+    from agentlightning.verl.response_logits import ResponseLogitsEngine
+
+    for model_type, cls in (("language_model", ResponseLogitsEngine), ("value_model", FSDPEngineWithValueHead)):
         registered = EngineRegistry._engines.get(model_type, {})
         for backend in ("fsdp", "fsdp2"):
             if PLATFORM_NAME not in registered.get(backend, {}):

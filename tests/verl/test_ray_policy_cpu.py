@@ -149,6 +149,9 @@ def test_grpo_step_and_weight_sync_in_several_buckets(ws1: Any, tokenizer: Any) 
     REFERENCE.update(pg_loss=metrics["actor/pg_loss"], grad_norm=metrics["actor/grad_norm"])
     (digest_after,) = _on_ranks(ws1, _weights_digest)
     assert digest_after[0] != digest_before[0], "the update did not change the weights"
+    # the CPU engine computed logits from the responses only (agentlightning/verl/response_logits.py)
+    assert _on_ranks(ws1, lambda w: (type(w.actor.engine).__name__, w.actor.engine.response_logits_micro_batches >= 1)) \
+        == [("ResponseLogitsEngine", True)]
     after_lp = ws1.log_probs(_batch(tokenizer))
     seq_before, seq_after = before_lp.sum(-1), after_lp.sum(-1)
     assert (seq_after[[0, 2]] > seq_before[[0, 2]]).all(), (seq_before, seq_after)  # the rewarded answers went up
