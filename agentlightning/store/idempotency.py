@@ -15,8 +15,8 @@ A key belongs to one method: reusing it for another method is a client bug and r
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -46,8 +46,9 @@ ANSWERS: Final[dict[str, TypeAdapter[Any]]] = {
 
 
 def new_key() -> str:
-    """A fresh key for one logical call (sent unchanged with each of its retries)."""
-    return uuid.uuid4().hex
+    """A fresh key for one logical call (sent unchanged with each of its retries): time-ordered, so the SQLite store's
+    key table takes new keys at the right edge of its index (`transitions.time_ordered_hex`), then 80 random bits."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def wrong_method(key: str, recorded: str, method: str) -> StoreRequestError:

@@ -164,3 +164,20 @@ async def test_update_attempt_every_pair(store: LightningStore, source: AttemptS
                              f"{_rollout_after(rollout, attempt, target)}")
         await _clear(store, rid)
     assert not wrong, "\n".join(wrong)
+
+
+def test_ids_and_keys_sort_by_creation_time_and_do_not_repeat() -> None:
+    """Time-ordered ids keep SQLite's id indexes writing at their right edge (store/transitions.py `new_id`)."""
+    import time
+
+    from agentlightning.store.idempotency import new_key
+
+    for make in (lambda: tables.new_id("ro"), new_key):
+        early = [make() for _ in range(2000)]
+        time.sleep(0.002)
+        late = make()
+        assert len(set(early)) == len(early)
+        assert all(old < late for old in early), "an id made later must sort after every earlier one"
+    rollout_id = tables.new_id("ro")
+    prefix, stamp, _random = rollout_id.split("-")
+    assert prefix == "ro" and abs(int(stamp, 16) - time.time() * 1000) < 60_000, rollout_id
