@@ -15,7 +15,6 @@ A key belongs to one method: reusing it for another method is a client bug and r
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import OrderedDict
 from typing import Any, Final
@@ -23,6 +22,7 @@ from typing import Any, Final
 from pydantic import TypeAdapter
 
 from agentlightning.store.base import StoreRequestError
+from agentlightning.store.transitions import time_ordered_hex
 from agentlightning.types import Attempt, AttemptedRollout, ResourcesUpdate, Rollout, Span
 
 __all__ = ["ANSWERS", "DEFAULT_MAX_KEYS", "DEFAULT_TTL_SECONDS", "KEY_HEADER", "KeyCache", "MISS", "new_key",
@@ -47,8 +47,8 @@ ANSWERS: Final[dict[str, TypeAdapter[Any]]] = {
 
 def new_key() -> str:
     """A fresh key for one logical call (sent unchanged with each of its retries): time-ordered, so the SQLite store's
-    key table takes new keys at the right edge of its index (`transitions.time_ordered_hex`), then 80 random bits."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    key table takes new keys at the right edge of its index, then 80 random bits."""
+    return time_ordered_hex(80)
 
 
 def wrong_method(key: str, recorded: str, method: str) -> StoreRequestError:

@@ -147,16 +147,16 @@ def _check_rollout_move(rollout: Rollout, status: str, cause: str) -> None:
 
 
 def new_id(prefix: str) -> str:
-    """A time-ordered id such as `ro-019af3c2e1d4-5b7e09a1c3f2`: the creation time in milliseconds (12 hex digits),
-    then 48 random bits (1,000 ids made in one millisecond collide with odds ~2e-9). Ids made later sort later, so a store's indexes (SQLite's B-trees keyed by rollout and attempt
-    id) take new rows at their right edge: the pages a write touches are the recent ones, however many rollouts are
-    stored (random ids put each insert on a random page of an index that grows with history)."""
+    """A time-ordered id such as `ro-019af3c2e1d4-5b7e09a1c3f2` (`time_ordered_hex`): ids made later sort later, so a
+    store's indexes (SQLite's B-trees keyed by rollout and attempt id) take new rows at their right edge and a write
+    touches recent pages however many rollouts are stored (random ids put each insert on a random page of an index
+    that grows with history). 1,000 ids made in one millisecond collide with odds ~2e-9."""
     return f"{prefix}-{time_ordered_hex()}"
 
 
-def time_ordered_hex() -> str:
-    """`<ms since the epoch, 12 hex>-<48 random bits, 12 hex>`: sorts by creation time (as a UUIDv7 does)."""
-    return f"{time.time_ns() // 1_000_000:012x}-{secrets.randbits(48):012x}"
+def time_ordered_hex(random_bits: int = 48) -> str:
+    """`<ms since the epoch, 12 hex>-<random_bits random bits, hex>`: sorts by creation time (as a UUIDv7 does)."""
+    return f"{time.time_ns() // 1_000_000:012x}-{secrets.randbits(random_bits):0{random_bits // 4}x}"
 
 
 def build_rollout(
