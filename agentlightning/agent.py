@@ -15,20 +15,57 @@ LangGraph, LiteLLM or MCP-based tools work unchanged and every call is recorded 
         return 1.0 if check(answer, task) else 0.0        # or call emit_reward(...) yourself and return None
 
 A returned number is emitted as the final reward (`emit_reward`); `None` means the agent emitted its own rewards.
-Sync and async functions both work (sync ones run in a worker thread).
+Sync and async functions both work. Sync ones run in threads: the runner gives them `max_concurrency` threads of
+their own (`agent_threads`; asyncio's default pool has min(32, cpus + 4), 6 on 2 cores), and on shutdown it does
+not wait for them: a thread cannot be interrupted, and the rollout it was running has already been given back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agentlightning.types import LLM, AttemptedRollout, NamedResources, ProxyLLM
 
-__all__ = ["FunctionAgent", "LitAgent", "resolve_llm", "rollout"]
+__all__ = ["AGENT_THREAD_PREFIX", "FunctionAgent", "LitAgent", "agent_threads", "live_agent_threads", "resolve_llm",
+           "rollout"]
+
+AGENT_THREAD_PREFIX = "agl-agent"
+_THREADS: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.ContextVar("agl_agent_threads",
+                                                                                     default=None)
+
+
+@contextlib.contextmanager
+def agent_threads(n: int) -> Iterator[ThreadPoolExecutor]:
+    """Sync agents started in this context (and the tasks it creates) run on `n` threads of their own. On exit the
+    pool is shut down without waiting: threads still in a cancelled agent finish on their own (or die with the
+    process; `live_agent_threads` counts them)."""
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix=AGENT_THREAD_PREFIX)
+    token = _THREADS.set(pool)
+    try:
+        yield pool
+    finally:
+        _THREADS.reset(token)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def live_agent_threads() -> int:
+    """How many sync-agent threads are still alive (e.g. a cancelled agent still inside `time.sleep`)."""
+    return sum(t.is_alive() and t.name.startswith(AGENT_THREAD_PREFIX) for t in threading.enumerate())
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` on the runner's agent threads (asyncio's default pool outside a runner), in a copy of the caller's
+    context like `asyncio.to_thread`, so `emit_*` calls inside find their attempt."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(_THREADS.get(), call)
 
 
 def resolve_llm(resources: NamedResources, rollout: AttemptedRollout, name: str | None = None) -> LLM:
@@ -68,7 +105,7 @@ class LitAgent:
         if inspect.iscoroutinefunction(method):
             result = await method(rollout.input, resources, rollout)
         else:
-            result = await asyncio.to_thread(method, rollout.input, resources, rollout)
+            result = await _in_thread(method, rollout.input, resources, rollout)
             if inspect.isawaitable(result):
                 result = await result
         if result is not None and (isinstance(result, bool) or not isinstance(result, int | float)):

@@ -31,7 +31,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from agentlightning.agent import LitAgent
+from agentlightning.agent import LitAgent, agent_threads
 from agentlightning.clients import warm_up
 from agentlightning.emitter import emit_exception, emit_reward
 from agentlightning.store.base import (
@@ -228,7 +228,8 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
     """Claim and run rollouts until `stop` is set (or idle too long); returns how many rollouts it ran.
 
     Up to `config.max_concurrency` rollouts run at once on this event loop (async agents overlap their model calls;
-    sync agents run in worker threads). On stop, in-flight rollouts are cancelled and go back to the queue."""
+    sync agents run on `max_concurrency` threads of their own). On stop, in-flight rollouts are cancelled and go back
+    to the queue; a sync agent's thread cannot be cancelled, and this loop returns without waiting for it."""
     config = config or RunnerConfig()
     stop = stop or asyncio.Event()
     tracer, cache, count = tracer or Tracer(), {}, 0
@@ -243,44 +244,46 @@ async def worker_loop(store: LightningStore, agent: LitAgent, worker_id: str, st
     claim: asyncio.Task[AttemptedRollout | None] | None = None
     retry_at = 0.0  # after an empty answer to a short (not waiting) dequeue: poll_seconds later, or when one ends
     backoff = 0.0  # after a claim that failed because the store is unreachable
-    try:
-        while not stop.is_set():
-            timeout = None
-            if claim is None and len(running) < config.max_concurrency:
-                if time.monotonic() >= retry_at:
-                    claim = asyncio.create_task(store.dequeue_rollout(worker_id, wait_seconds=wait))
-                else:
-                    timeout = retry_at - time.monotonic()
-            waiting: set[asyncio.Future[Any]] = {*running, stopper, *([claim] if claim is not None else [])}
-            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if claim is not None and claim in done:
-                try:
-                    rollout, claim = claim.result(), None
-                except StoreUnavailableError as exc:  # the store is away: wait and ask again, never exit for it
-                    claim, backoff = None, min(30.0, max(1.0, 2 * backoff))
-                    retry_at = time.monotonic() + backoff
-                    logger.warning("worker %s: cannot claim a rollout (%s); asking again in %.0f s", worker_id,
-                                   exc, backoff)
-                    continue
-                backoff = 0.0
-                if rollout is not None:
-                    running.add(asyncio.create_task(run_rollout(store, agent, rollout, tracer, config, cache)))
-                    idle_since = time.monotonic()
-                elif not running and config.exit_when_idle_seconds is not None and \
-                        time.monotonic() - idle_since >= config.exit_when_idle_seconds:
-                    break
-                elif wait < config.poll_seconds:
-                    retry_at = time.monotonic() + config.poll_seconds
-            for task in done & running:
-                running.discard(task)
-                if (error := task.exception()) is not None:  # a bug or store error outside the agent: this rollout only
-                    logger.error("worker %s: a rollout ended with %s: %s; the worker goes on", worker_id,
-                                 type(error).__name__, error, exc_info=error)
-                count += 1
-                idle_since, retry_at = time.monotonic(), 0.0
-    finally:
-        stopper.cancel()
-        await _shut_down(store, running, claim, config.shutdown_seconds)
+    with agent_threads(config.max_concurrency):  # sync agents: one thread per concurrent rollout
+        try:
+            while not stop.is_set():
+                timeout = None
+                if claim is None and len(running) < config.max_concurrency:
+                    if time.monotonic() >= retry_at:
+                        claim = asyncio.create_task(store.dequeue_rollout(worker_id, wait_seconds=wait))
+                    else:
+                        timeout = retry_at - time.monotonic()
+                waiting: set[asyncio.Future[Any]] = {*running, stopper, *([claim] if claim is not None else [])}
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if claim is not None and claim in done:
+                    try:
+                        rollout, claim = claim.result(), None
+                    except StoreUnavailableError as exc:  # the store is away: wait and ask again, never exit for it
+                        claim, backoff = None, min(30.0, max(1.0, 2 * backoff))
+                        retry_at = time.monotonic() + backoff
+                        logger.warning("worker %s: cannot claim a rollout (%s); asking again in %.0f s", worker_id,
+                                       exc, backoff)
+                        continue
+                    backoff = 0.0
+                    if rollout is not None:
+                        running.add(asyncio.create_task(run_rollout(store, agent, rollout, tracer, config, cache)))
+                        idle_since = time.monotonic()
+                    elif not running and config.exit_when_idle_seconds is not None and \
+                            time.monotonic() - idle_since >= config.exit_when_idle_seconds:
+                        break
+                    elif wait < config.poll_seconds:
+                        retry_at = time.monotonic() + config.poll_seconds
+                for task in done & running:
+                    running.discard(task)
+                    # a bug or store error outside the agent: this rollout only
+                    if (error := task.exception()) is not None:
+                        logger.error("worker %s: a rollout ended with %s: %s; the worker goes on", worker_id,
+                                     type(error).__name__, error, exc_info=error)
+                    count += 1
+                    idle_since, retry_at = time.monotonic(), 0.0
+        finally:
+            stopper.cancel()
+            await _shut_down(store, running, claim, config.shutdown_seconds)
     return count
 
 

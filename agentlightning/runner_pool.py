@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import cloudpickle
 
-from agentlightning.agent import LitAgent
+from agentlightning.agent import LitAgent, live_agent_threads
 from agentlightning.runner import RunnerConfig, worker_loop
 from agentlightning.serving.vllm_server import die_with_parent
 from agentlightning.tracer import Tracer
@@ -349,6 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         log.error("worker %s: the store refused this worker: %s", args.worker_id, exc)
         return EXIT_STORE_REFUSED
     log.info("worker %s ran %d rollouts; exiting", args.worker_id, count)
+    if (stuck := live_agent_threads()):  # cancelled sync agents (e.g. inside time.sleep): Python would join them
+        log.warning("worker %s: %d sync agent call(s) were cancelled but are still running in their threads (a thread "
+                    "cannot be interrupted; their rollouts were given back); exiting without them", args.worker_id,
+                    stuck)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

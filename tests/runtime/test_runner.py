@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -229,6 +230,28 @@ async def test_a_worker_waits_out_an_unreachable_store_instead_of_exiting(caplog
     assert await worker_loop(store, sync_agent, "w", config=replace(FAST, exit_when_idle_seconds=0.5)) == 2
     assert 1.0 <= time.monotonic() - started < 10  # backed off 1 s, then 2 s
     assert caplog.text.count("cannot claim a rollout") == 2
+
+
+async def test_sync_agents_run_max_concurrency_at_once_beyond_asyncios_default_threads() -> None:
+    default_threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio.to_thread's pool: 6 on 2 cores
+    n = default_threads + 2
+    inside, peak = [0], [0]
+
+    @rollout
+    def waiting_agent(task: dict, llm: LLM) -> float:
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0.5)
+        with lock:
+            inside[0] -= 1
+        return 1.0
+
+    lock = threading.Lock()
+    store = await _store_with_resources()
+    await store.enqueue_many_rollouts([{"input": {}, "mode": "train"} for _ in range(n)])
+    assert await worker_loop(store, waiting_agent, "w", config=replace(FAST, max_concurrency=n)) == n
+    assert peak[0] == n, f"{peak[0]} of {n} sync episodes ran at once"
 
 
 async def test_a_rollout_withdrawn_before_it_starts_is_dropped_not_fatal() -> None:
@@ -495,6 +518,8 @@ def _serve(store: InMemoryLightningStore) -> LightningStoreServer:
 
 @rollout
 def napping_agent(task: dict, llm: LLM) -> float:
+    if "marker" in task:  # tells a test the agent is inside its (uninterruptible) sleep
+        Path(task["marker"]).touch()
     time.sleep(task.get("sleep", 0.0))
     return 1.0
 
@@ -540,10 +565,12 @@ def test_pool_stop_requeues_in_flight_rollouts_and_leaves_no_process() -> None:
     client = LightningStoreClient(server.url)
     try:
         asyncio.run(client.add_resources(LLM_RESOURCE))
-        rollout_ids = [r.rollout_id for r in asyncio.run(client.enqueue_many_rollouts([{"input": {"sleep": 30}}]))]
+        marker = Path(tempfile.mkdtemp(prefix="agl-nap-")) / "sleeping"
+        task = {"sleep": 30, "marker": str(marker)}
+        rollout_ids = [r.rollout_id for r in asyncio.run(client.enqueue_many_rollouts([{"input": task}]))]
         pool = RunnerPool(napping_agent, server.url, n_runners=2).start()
         deadline = time.monotonic() + 60
-        while asyncio.run(client.get_rollout_by_id(rollout_ids[0])).status != "running":
+        while not marker.exists():  # the sync agent is in time.sleep(30), in a thread nothing can interrupt
             assert time.monotonic() < deadline
             time.sleep(0.1)
         pids = [p for p in pool.pids().values() if p]
