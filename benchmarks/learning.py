@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "calc_x" / "train_calc_agent.py"
 
-__all__ = ["main", "run_seed"]
+__all__ = ["main", "report", "run_seed", "signal", "signal_report"]
 
 
 def run_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
@@ -54,7 +54,34 @@ def run_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
     trained = sum(r.get("batch/num_samples", 0) - r.get("batch/samples_filtered", 0)
                   - r.get("batch/dropped_for_mini_batches", 0) for r in steps if not r.get("batch/update_skipped"))
     return {"seed": seed, "before": held["before"], "after": held["after"], "wall_s": wall, "steps": len(steps),
-            "samples": trained}
+            "samples": trained, "signal": signal(folder)}
+
+
+def signal(folder: Path) -> dict[str, dict[str, int]]:
+    """Where the GRPO signal went: the run's training groups (one task's episodes in one step, from the trainer's
+    `steps/step_*.json`) per difficulty, counted as `mixed` (rewards differ: the update learns from it), `all_right`
+    or `all_wrong` (no reward variance: filtered out, nothing to learn)."""
+    counts: dict[str, dict[str, int]] = {}
+    for path in sorted((folder / "steps").glob("step_*.json")):
+        groups: dict[tuple[str, str], list[float]] = {}
+        for r in json.loads(path.read_text()).get("rollouts", []):
+            groups.setdefault((str(r.get("group")), f"{r.get('gen_batch')}/{r.get('data_id')}"), []).append(
+                float(r.get("reward") or 0.0))
+        for (group, _), rewards in groups.items():
+            kind = "mixed" if max(rewards) != min(rewards) else ("all_right" if min(rewards) >= 1.0 else "all_wrong")
+            row = counts.setdefault(group, {"mixed": 0, "all_right": 0, "all_wrong": 0})
+            row[kind] += 1
+    return counts
+
+
+def signal_report(results: list[dict[str, Any]]) -> str:
+    """Per seed and difficulty: training groups played, and how many had reward variance (mixed) or none."""
+    lines = [f"{'seed':>6} {'group':>8} {'played':>7} {'mixed':>6} {'all right':>9} {'all wrong':>9}"]
+    for r in results:
+        for group, row in sorted(r.get("signal", {}).items()):
+            lines.append(f"{r['seed']:>6} {group:>8} {sum(row.values()):>7d} {row['mixed']:>6d} "
+                         f"{row['all_right']:>9d} {row['all_wrong']:>9d}")
+    return "\n".join(lines)
 
 
 def _points(result: dict[str, Any], key: str) -> tuple[float, float, float]:
@@ -110,6 +137,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(f"seed {seed}: {100 * r['before']['accuracy']:.1f} -> {100 * r['after']['accuracy']:.1f} in "
               f"{r['wall_s'] / 60:.1f} min", flush=True)
     print("\n" + report(results), flush=True)
+    print("\ntraining groups over the run (mixed rewards carry the GRPO signal):\n" + signal_report(results), flush=True)
     (args.out / "learning.json").write_text(json.dumps(results, indent=1))
     return results
 
