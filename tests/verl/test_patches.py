@@ -56,3 +56,28 @@ def test_the_weight_sync_extension_is_verls_with_a_cpu_reload() -> None:
     assert issubclass(extension, vLLMColocateWorkerExtension)
     assert extension.update_weights_from_ipc is not vLLMColocateWorkerExtension.update_weights_from_ipc
     assert f"{extension.__module__}.{extension.__qualname__}" == "agentlightning.verl.patches.CPUWeightSyncExtension"
+
+
+def test_a_forward_only_reference_model_shards_on_cpu_with_the_unpinned_offload_policy(tmp_path: Path) -> None:
+    """verl gives the reference model (use_kl_loss) `CPUOffloadPolicy(pin_memory=True)`; pinning needs an accelerator.
+    With the patch, the policy verl builds does not pin, and FSDP2 shards a real module with it on CPU."""
+    import torch
+    import torch.distributed as dist
+    import verl.workers.engine.fsdp.transformer_impl as impl
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+
+    patches.patch_ref_offload_pin_memory()
+    patches.patch_ref_offload_pin_memory()  # idempotent: one subclass, not a chain
+    policy = impl.CPUOffloadPolicy(pin_memory=True)  # what verl's engine writes for a forward-only model
+    assert policy.pin_memory is False and impl.CPUOffloadPolicy.__mro__[1] is CPUOffloadPolicy
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        module = torch.nn.Linear(4, 2)
+        fully_shard(module, mesh=init_device_mesh("cpu", (1,)), offload_policy=policy)
+        assert module(torch.ones(1, 4)).shape == (1, 2)
+    finally:
+        if started:
+            dist.destroy_process_group()
