@@ -12,6 +12,7 @@ seed can still differ: the spread between seeds is what this measures.
 
 Run: `make learning` (the demo's settings, 3 seeds, ~1 h on 2 cores), or
      .venv/bin/python benchmarks/learning.py [--seeds 1 2 3] [--out outputs/learning] -- [Hydra overrides]
+     .venv/bin/python benchmarks/learning.py --report --out outputs/learning     # the tables of finished runs
 Targets (issue "the main job learns every time"): every seed ≥ +10 points, mean ≥ +15, no difficulty below -3,
 each run ≤ 30 min.
 """
@@ -30,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "calc_x" / "train_calc_agent.py"
 
-__all__ = ["main", "report", "run_seed", "signal", "signal_report"]
+__all__ = ["main", "report", "run_seed", "signal", "signal_report", "weights_step"]
 
 
 def run_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
@@ -89,11 +90,19 @@ def _points(result: dict[str, Any], key: str) -> tuple[float, float, float]:
     return before, after, after - before
 
 
+def weights_step(result: dict[str, Any]) -> int:
+    """The step whose weights the run's final validation played: the last step, or the one checkpoint selection
+    restored (`agentlightning.selection`)."""
+    after = result["after"]
+    return int(after.get("weights_step", after.get("step", result["steps"])))
+
+
 def report(results: list[dict[str, Any]]) -> str:
-    """The table: one row per seed (overall and per-difficulty change), then mean ± sd of each column."""
+    """The table: one row per seed (overall and per-difficulty change; `weights`: the step whose weights were
+    validated last), then mean ± sd of each column."""
     difficulties = sorted({k.split("/", 1)[1] for r in results for k in r["before"] if k.startswith("accuracy/")})
     head = f"{'seed':>6} {'before':>7} {'after':>7} {'change':>7} " + " ".join(f"{d:>8}" for d in difficulties) \
-        + f" {'minutes':>8} {'steps':>5} {'samples':>7}"
+        + f" {'minutes':>8} {'steps':>5} {'samples':>7} {'weights':>7}"
     lines = [head]
     columns: dict[str, list[float]] = {}
     for r in results:
@@ -105,7 +114,7 @@ def report(results: list[dict[str, Any]]) -> str:
             columns.setdefault(name, []).append(value)
         lines.append(f"{r['seed']:>6} {before:>7.1f} {after:>7.1f} {change:>+7.1f} "
                      + " ".join(f"{p:>+8.1f}" for p in per)
-                     + f" {r['wall_s'] / 60:>8.1f} {r['steps']:>5d} {r['samples']:>7.0f}")
+                     + f" {r['wall_s'] / 60:>8.1f} {r['steps']:>5d} {r['samples']:>7.0f} {weights_step(r):>7d}")
 
     def cell(name: str, width: int, sign: str = "") -> str:
         values = columns[name]
@@ -128,7 +137,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one fresh run per seed")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "learning", help="runs go in OUT/seed-N")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the training script (after --)")
+    parser.add_argument("--report", action="store_true", help="print the tables of the runs in OUT (its "
+                        "learning.json) without training")
     args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads((args.out / "learning.json").read_text())
+        print(report(results) + "\n\ntraining groups over the run (mixed rewards carry the GRPO signal):\n"
+              + signal_report(results), flush=True)
+        return results
     results = []
     for seed in args.seeds:
         print(f"seed {seed}: training (log {args.out / f'seed-{seed}' / 'run.log'}) ...", flush=True)

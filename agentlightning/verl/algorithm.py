@@ -18,7 +18,9 @@ only its config differs):
 5. `policy.push_weights`: verl's weight sync from the actor ranks into the replicas (on CPU through shared memory
    and the replicas' reload, `agentlightning/verl/patches.py`), within `agentlightning.weight_sync_timeout_s`.
 Validation (greedy, on the validation tasks) runs before training when `trainer.val_before_train`, and every
-`trainer.test_freq` steps and at the last step when `test_freq` > 0 (verl's rule). Metrics per step go to
+`trainer.test_freq` steps and at the last step when `test_freq` > 0 (verl's rule). With `agentlightning.selection`,
+a split held out of the training tasks is played every `freq` steps too, and the last validation and checkpoint are
+of the step that scored best there (`selection.py`). Metrics per step go to
 `metrics.jsonl` and to verl's tracking backends in `trainer.logger` (console, tensorboard, wandb, mlflow, ...;
 `metrics.py`); `reward_curve.png` is drawn at the end. Rollout timeout, heartbeat deadline and attempts are the
 trainer's `rollout_config`, which `trainer_from_config` (and a `Trainer` given no other) takes from the
@@ -51,6 +53,7 @@ from agentlightning.verl.batch import BatchConfig, RolloutSamples, build_batch
 from agentlightning.verl.config import AgentLightningConfig, compose_config, validate_config
 from agentlightning.verl.metrics import MetricsLogger, plot_reward_curve
 from agentlightning.verl.ray_policy import RayPPOPolicy
+from agentlightning.verl.selection import BEST_DIR, Best, carve, keep_or_restore
 
 __all__ = ["SERVED_NAME", "VerlAlgorithm", "hf_model_folder", "latest_checkpoint", "serve_checkpoint",
            "trainer_from_config"]
@@ -139,6 +142,10 @@ class VerlAlgorithm:
         train, val = task_list(train_dataset), task_list(val_dataset) if val_dataset is not None else []
         if not train:
             raise ValueError("train_dataset is empty. Fix: pass a list of task dicts")
+        train, select = carve(train, self.agl.selection["holdout"], int(self.config.data.train_batch_size))
+        if select:
+            logger.info("checkpoint selection: %d training tasks held out, played every %d steps and at the last",
+                        len(select), self.agl.selection["freq"])
         self.output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.output_dir / "config.yaml")
         policy = self.policy or self.make_policy(train)
@@ -146,7 +153,7 @@ class VerlAlgorithm:
             state = self._maybe_resume(policy)
             self.run_tag = state["run"]
             policy.start(state["step"])
-            return asyncio.run(self._run(trainer, agent, train, val, policy, state))
+            return asyncio.run(self._run(trainer, agent, train, val, policy, state, select))
         finally:
             if policy is not self.policy:
                 policy.close()
@@ -310,21 +317,26 @@ class VerlAlgorithm:
             return None
         return str(task[key])
 
-    async def _validate(self, session: Any, val: list[Any], version: int, model: str) -> dict[str, float]:
+    async def _validate(self, session: Any, val: list[Any], version: int, model: str,
+                        split: str = "val") -> dict[str, float]:
+        """Greedy episodes on `val` → `<split>/...` metrics (`val`: the test split the run reports; `select`: the
+        selection split)."""
         if not val:
             return {}
         from tqdm import tqdm
 
         tasks = [(task_id(t, i), t) for i, t in enumerate(val)]
-        bar = tqdm(total=len(tasks), desc=f"validate (policy v{version})", dynamic_ncols=True, leave=False)
+        name = "validate" if split == "val" else split
+        bar = tqdm(total=len(tasks), desc=f"{name} (policy v{version})", dynamic_ncols=True, leave=False)
         _samples, stats = await self._rollouts(session, tasks, 1, "val", version, model,
                                                progress=lambda done: bar.update(done - bar.n))
         bar.close()
-        logger.info("validation of policy v%d: reward %.3f over %d tasks", version, stats["reward/mean"], len(tasks))
-        return {f"val/{k}": v for k, v in stats.items() if not k.startswith("timing")}
+        logger.info("%s of policy v%d: accuracy %.3f over %d tasks", "validation" if split == "val" else
+                    "selection", version, stats["accuracy"], len(tasks))
+        return {f"{split}/{k}": v for k, v in stats.items() if not k.startswith("timing")}
 
     async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], policy: RayPPOPolicy,
-                   state: dict[str, int]) -> list[dict[str, float]]:
+                   state: dict[str, Any], select: Sequence[Any] = ()) -> list[dict[str, float]]:
         from tqdm import tqdm
         from transformers import AutoTokenizer
 
@@ -342,6 +354,8 @@ class VerlAlgorithm:
             max_gen_batches = int(OmegaConf.select(cfg, "algorithm.filter_groups.max_num_gen_batches", default=0)
                                   or 0) or max(1, math.ceil(len(train) / per_step))
         test_freq = int(cfg.trainer.get("test_freq") or -1)
+        select_freq = int(self.agl.selection["freq"])
+        best = Best.load(self.output_dir / "checkpoints" / BEST_DIR, self.run_tag)
         loggers = cfg.trainer.get("logger") or []
         metrics_log = MetricsLogger(self.output_dir, resume=state["step"] > 0,
                                     backends=[loggers] if isinstance(loggers, str) else list(loggers),
@@ -374,15 +388,20 @@ class VerlAlgorithm:
                     metrics["timing_s/update"] = time.perf_counter() - t
                     self._record(step, samples, getattr(policy, "last_batch", None))
                     state = {"step": step, "cursor": draws.cursor, "run": self.run_tag}
-                    if save_freq > 0 and (step % save_freq == 0 or step == total):
-                        t = time.perf_counter()
-                        await asyncio.to_thread(self._save, policy, state)
-                        metrics["timing_s/checkpoint"] = time.perf_counter() - t
                     t = time.perf_counter()
                     if not metrics.get("batch/update_skipped"):  # unchanged weights need no push
                         sync_timings = await asyncio.to_thread(policy.push_weights, step)
                         metrics.update({f"weight_sync/{k}_s": v for k, v in sync_timings.items()})
                     metrics["timing_s/weight_sync"] = time.perf_counter() - t
+                    if select and (step == total or step % select_freq == 0):
+                        t = time.perf_counter()
+                        scores = await self._validate(session, list(select), step, policy.served_model, "select")
+                        metrics.update(await keep_or_restore(scores, policy, best, step, total))
+                        metrics["timing_s/select"] = time.perf_counter() - t
+                    if save_freq > 0 and (step % save_freq == 0 or step == total):  # after a restore: its weights
+                        t = time.perf_counter()
+                        await asyncio.to_thread(self._save, policy, state)
+                        metrics["timing_s/checkpoint"] = time.perf_counter() - t
                     metrics["timing_s/step"] = time.perf_counter() - t_step
                     if test_freq > 0 and (step == total or step % test_freq == 0):
                         metrics.update(await self._validate(session, val, step, policy.served_model))

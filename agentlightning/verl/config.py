@@ -96,6 +96,7 @@ class AgentLightningConfig:
     overlong: str = "truncate"
     sampling: dict[str, Any] = field(default_factory=dict)
     weight_sync_timeout_s: float = 600.0
+    selection: dict[str, Any] = field(default_factory=lambda: {"holdout": 0, "freq": 2})
     output_dir: str = "outputs"
 
     def __post_init__(self) -> None:
@@ -156,10 +157,26 @@ class AgentLightningConfig:
         if self.weight_sync_timeout_s <= 0:
             raise _fail("weight_sync_timeout_s", self.weight_sync_timeout_s, "a timeout must be positive",
                         "seconds one weight sync into the rollout replicas may take, e.g. 600")
+        self._check_selection()
         unknown = set(self.sampling) - {"temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
         if unknown:
             raise _fail("sampling", dict(self.sampling), f"unknown sampling keys {sorted(unknown)}",
                         "use temperature, top_p, top_k, max_tokens, stop, seed")
+
+    def _check_selection(self) -> None:
+        unknown = sorted(set(self.selection) - {"holdout", "freq"})
+        if unknown:
+            raise _fail("selection", dict(self.selection), f"unknown keys {unknown}",
+                        "agentlightning.selection.holdout=<training tasks held out to select on, 0: none> and "
+                        "agentlightning.selection.freq=<steps between selection validations>")
+        holdout, freq = self.selection.get("holdout", 0), self.selection.get("freq", 2)
+        if not isinstance(holdout, int) or isinstance(holdout, bool) or holdout < 0:
+            raise _fail("selection.holdout", holdout, "a count of training tasks (0: no checkpoint selection)",
+                        "agentlightning.selection.holdout=40")
+        if not isinstance(freq, int) or isinstance(freq, bool) or freq < 1:
+            raise _fail("selection.freq", freq, "steps between validations on the selection split, at least 1",
+                        "agentlightning.selection.freq=2")
+        self.selection = {"holdout": holdout, "freq": freq}
 
     @classmethod
     def from_omegaconf(cls, node: DictConfig) -> AgentLightningConfig:
@@ -211,6 +228,12 @@ def validate_config(cfg: DictConfig) -> AgentLightningConfig:
                          "groups whose rewards are all equal is only lossless for outcome estimators (their advantage "
                          "is 0 there); GAE still learns values from them. Fix: algorithm.filter_groups.enable=false, "
                          "or an outcome estimator such as grpo")
+    keep = cfg.trainer.get("max_actor_ckpt_to_keep")
+    if agl.selection["holdout"] and keep:
+        raise ValueError(f"agentlightning.selection.holdout={agl.selection['holdout']} with trainer."
+                         f"max_actor_ckpt_to_keep={keep}: verl's checkpoint manager rotates every folder it saved, so "
+                         "it would delete the best checkpoint that selection keeps. Fix: trainer."
+                         "max_actor_ckpt_to_keep=null, or agentlightning.selection.holdout=0")
     device = str(cfg.trainer.device)
     if agl.preset == "cpu" and device != "cpu":
         raise ValueError(f"preset=cpu with trainer.device={device!r}: the CPU preset trains on the CPU platform. "

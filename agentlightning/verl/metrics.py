@@ -121,6 +121,7 @@ def held_out(history: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]
         out["episodes"] = episodes
         out["tokens/mean"] = out.get("rollout/completion_tokens", 0.0) / max(1.0, episodes)
         out["step"] = float(row.get("step", 0))
+        out["weights_step"] = float(row.get("select/restored_step", out["step"]))  # checkpoint selection restored
         return out
 
     return {"before": clean(rows[0]), "after": clean(rows[-1])}
@@ -133,6 +134,8 @@ def held_out_table(result: dict[str, dict[str, float]], title: str = "held-out")
     keys = ["accuracy"] + sorted(k for k in after if k.startswith("accuracy/"))
     keys += ["reward/mean", "turns/mean", "tokens/mean"] + sorted(k for k in after if k.startswith("agent/"))
     head = f"step {before['step']:.0f} -> {after['step']:.0f}"
+    if after.get("weights_step", after["step"]) != after["step"]:
+        head += f", the weights of step {after['weights_step']:.0f}: best on the selection split"
     rows = [f"{title:<26} {'before':>8} {'after':>8} {'change':>8}   ({head})"]
     for key in keys:
         b, a = before.get(key, 0.0), after.get(key, 0.0)
@@ -172,6 +175,10 @@ def plot_reward_curve(metrics_path: str | Path, png_path: str | Path) -> Path | 
         for key in sorted({k for r in val for k in r if k.startswith("val/accuracy/")}):
             points = [(r["step"], r[key]) for r in val if key in r]
             ax.plot(*zip(*points, strict=True), "^:", alpha=0.7, label=f"validation {key.split('/', 2)[2]}")
+    select = [(r["step"], r["select/accuracy"]) for r in rows if "select/accuracy" in r]
+    if select:
+        ax.plot(*zip(*select, strict=True), "D-.", color="tab:purple", alpha=0.8,
+                label="selection split accuracy (held out of training)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)

@@ -43,3 +43,14 @@ def test_report_states_each_target_with_its_worst_value() -> None:
     assert "+14.5" in rows[3]  # mean change
     assert text.splitlines()[-1] == ("targets: every seed >= +10 (worst +14.0), mean >= +15 (+14.5), no difficulty "
                                      "below -3 (worst -5.0), each run <= 30 min (longest 21.5)")
+
+
+def test_report_names_the_step_whose_weights_were_validated_last() -> None:
+    def result(seed: int, after: dict) -> dict:
+        return {"seed": seed, "before": {"accuracy": 0.72, "step": 0.0}, "after": {"accuracy": 0.86, **after},
+                "wall_s": 600.0, "steps": 10, "samples": 280}
+
+    rows = learning.report([result(1, {"step": 10.0, "weights_step": 6.0}), result(2, {"step": 10.0}),
+                            result(3, {})]).splitlines()
+    assert rows[0].split()[-1] == "weights"
+    assert [row.split()[-1] for row in rows[1:4]] == ["6", "10", "10"]  # selection restored step 6; the others: last

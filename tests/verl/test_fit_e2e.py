@@ -7,6 +7,7 @@ resumes at the next step."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,44 @@ def test_fit_one_step_then_resume(tmp_path: Path, model_path: str, add_agent: An
     first = json.loads((tmp_path / "checkpoints" / "global_step_1" / "agl_state.json").read_text())
     state = json.loads((tmp_path / "checkpoints" / "global_step_2" / "agl_state.json").read_text())
     assert state == {"step": 2, "cursor": 4, "run": first["run"]}  # the resumed run keeps its rollouts' tag
+
+
+def test_selection_restores_the_best_steps_real_checkpoint_for_the_last_validation(tmp_path: Path,
+                                                                                     add_agent: Any) -> None:
+    """Checkpoint selection on verl: 2 of the 4 training tasks are held out and played greedily after each step;
+    their scores are SCRIPTED (step 1: 1.0, step 2: 0.0) so that the restore happens every time, while the episodes,
+    verl's checkpoint save and load, and the weight push are real. The run also trains with verl's KL loss against
+    a reference model (`use_kl_loss`: the forward-only model whose offload policy patches.py unpins on CPU)."""
+    from safetensors.torch import load_file
+
+    from agentlightning.verl import VerlAlgorithm
+
+    class ScriptedSelectionScores(VerlAlgorithm):
+        async def _validate(self, session: Any, val: list[Any], version: int, model: str,
+                            split: str = "val") -> dict[str, float]:
+            out = await super()._validate(session, val, version, model, split)
+            if split == "select":
+                assert out["select/rollout/count"] == 2  # the held-out tasks were played
+                out["select/accuracy"] = {1: 1.0, 2: 0.0}[version]
+            return out
+
+    config = _config(tmp_path, 2)
+    config.agentlightning.selection.holdout = 2
+    config.agentlightning.selection.freq = 1
+    config.trainer.save_freq = 2
+    config.actor_rollout_ref.actor.use_kl_loss = True
+    config.trainer.logger = ["console"]
+    history = Trainer(n_runners=0, algorithm=ScriptedSelectionScores(config)).fit(add_agent, TRAIN, VAL)
+    assert [h["step"] for h in history] == [1.0, 2.0]
+    assert history[0]["select/best_step"] == 1 and "timing_s/select_checkpoint" in history[0]
+    assert "actor/kl_loss" in history[0] and history[0]["timing_s/ref"] > 0  # the reference model ran
+    last = history[1]
+    assert last["select/restored_step"] == 1 and "val/accuracy" in last  # restored, then the test split validated
+    best = tmp_path / "checkpoints" / "best"
+    assert json.loads((best / "selection.json").read_text())["step"] == 1
+    final = load_file(str(tmp_path / "checkpoints" / "global_step_2" / "actor" / "huggingface" / "model.safetensors"))
+    kept = load_file(str(best / "actor" / "huggingface" / "model.safetensors"))
+    assert final.keys() == kept.keys() and all(final[k].equal(kept[k]) for k in final)  # the last save: step 1's
+    state = json.loads((tmp_path / "checkpoints" / "global_step_2" / "agl_state.json").read_text())
+    assert state["step"] == 2 and state["cursor"] == 4  # 2 tasks left to train on, 2 per step
+    shutil.rmtree(tmp_path / "checkpoints")  # 4 GB of fp32 model + optimizer states: not kept for the whole suite
