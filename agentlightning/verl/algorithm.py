@@ -326,17 +326,16 @@ class VerlAlgorithm:
         from tqdm import tqdm
 
         tasks = [(task_id(t, i), t) for i, t in enumerate(val)]
-        name = "validate" if split == "val" else split
-        bar = tqdm(total=len(tasks), desc=f"{name} (policy v{version})", dynamic_ncols=True, leave=False)
+        label = "validation" if split == "val" else "selection"
+        bar = tqdm(total=len(tasks), desc=f"{label} (policy v{version})", dynamic_ncols=True, leave=False)
         _samples, stats = await self._rollouts(session, tasks, 1, "val", version, model,
                                                progress=lambda done: bar.update(done - bar.n))
         bar.close()
-        logger.info("%s of policy v%d: accuracy %.3f over %d tasks", "validation" if split == "val" else
-                    "selection", version, stats["accuracy"], len(tasks))
+        logger.info("%s of policy v%d: accuracy %.3f over %d tasks", label, version, stats["accuracy"], len(tasks))
         return {f"{split}/{k}": v for k, v in stats.items() if not k.startswith("timing")}
 
     async def _run(self, trainer: Any, agent: Any, train: list[Any], val: list[Any], policy: RayPPOPolicy,
-                   state: dict[str, Any], select: Sequence[Any] = ()) -> list[dict[str, float]]:
+                   state: dict[str, Any], select: list[Any]) -> list[dict[str, float]]:
         from tqdm import tqdm
         from transformers import AutoTokenizer
 
@@ -395,7 +394,7 @@ class VerlAlgorithm:
                     metrics["timing_s/weight_sync"] = time.perf_counter() - t
                     if select and (step == total or step % select_freq == 0):
                         t = time.perf_counter()
-                        scores = await self._validate(session, list(select), step, policy.served_model, "select")
+                        scores = await self._validate(session, select, step, policy.served_model, "select")
                         metrics.update(await keep_or_restore(scores, policy, best, step, total))
                         metrics["timing_s/select"] = time.perf_counter() - t
                     if save_freq > 0 and (step % save_freq == 0 or step == total):  # after a restore: its weights

@@ -81,8 +81,8 @@ class Best:
             return cls(Path(folder), run)
         return cls(Path(folder), run, int(data["step"]), float(data["score"]))
 
-    def offer(self, step: int, score: float) -> bool:
-        """True when `step`'s weights are to be kept: `score` at least the best so far (the later step wins ties)."""
+    def offer(self, score: float) -> bool:
+        """True when weights that scored `score` are to be kept: at least the best so far (the later step wins ties)."""
         return score >= self.score
 
     def save(self, policy: CheckpointPolicy, step: int, score: float) -> None:
@@ -111,7 +111,7 @@ async def keep_or_restore(scores: dict[str, float], policy: CheckpointPolicy, be
     scored strictly higher. Returns the metrics with `select/best_step` (and `select/restored_step`,
     `timing_s/select_checkpoint` when that happened)."""
     out, score = dict(scores), scores["select/accuracy"]
-    if step < total and best.offer(step, score):
+    if step < total and best.offer(score):
         started = time.perf_counter()
         await asyncio.to_thread(best.save, policy, step, score)
         out["timing_s/select_checkpoint"] = time.perf_counter() - started

@@ -33,10 +33,10 @@ def test_carve_refuses_to_leave_less_than_a_batch() -> None:
 def test_best_keeps_ties_for_the_later_step_and_restores_only_a_strictly_better_one(tmp_path: Path) -> None:
     best = Best(tmp_path, run="r1")
     assert best.to_restore(0.0) is None  # nothing kept yet
-    assert best.offer(2, 0.5)
+    assert best.offer(0.5)
     best.kept(2, 0.5)
-    assert best.offer(4, 0.5)  # a tie goes to the later weights
-    assert not best.offer(4, 0.4)
+    assert best.offer(0.5)  # a tie goes to the later weights
+    assert not best.offer(0.4)
     assert best.to_restore(0.5) is None and best.to_restore(0.4) == 2
 
 
