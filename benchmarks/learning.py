@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "calc_x" / "train_calc_agent.py"
 
-__all__ = ["main", "report", "run_seed", "signal", "signal_report", "weights_step"]
+__all__ = ["main", "report", "run_seed", "seed_result", "signal", "signal_report", "weights_step"]
 
 
 def run_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
@@ -49,12 +49,18 @@ def run_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, Any]:
     if code != 0 or not (folder / "held_out.json").is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise SystemExit(f"seed {seed}: the training run failed (exit {code}); its log is {log}:\n{tail}")
+    return seed_result(seed, folder, wall)
+
+
+def seed_result(seed: int, folder: Path, wall_s: float) -> dict[str, Any]:
+    """A finished run's record from the files the training script wrote in `folder` (`held_out.json`,
+    `metrics.jsonl`, `steps/`); `wall_s` is its wall time."""
     held = json.loads((folder / "held_out.json").read_text())
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r.get("step", 0) > 0 and "timing_s/step" in r]
     trained = sum(r.get("batch/num_samples", 0) - r.get("batch/samples_filtered", 0)
                   - r.get("batch/dropped_for_mini_batches", 0) for r in steps if not r.get("batch/update_skipped"))
-    return {"seed": seed, "before": held["before"], "after": held["after"], "wall_s": wall, "steps": len(steps),
+    return {"seed": seed, "before": held["before"], "after": held["after"], "wall_s": wall_s, "steps": len(steps),
             "samples": trained, "signal": signal(folder)}
 
 
@@ -140,8 +146,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--report", action="store_true", help="print the tables of the runs in OUT (its "
                         "learning.json) without training")
     args = parser.parse_args(argv)
+    saved = args.out / "learning.json"
     if args.report:
-        results = json.loads((args.out / "learning.json").read_text())
+        if not saved.is_file():
+            raise SystemExit(f"--report --out {args.out}: no {saved.name} there (a measurement writes it after each "
+                             "finished seed). Fix: --out the folder a `learning.py` run wrote, or run one")
+        results = json.loads(saved.read_text())
         print(report(results) + "\n\ntraining groups over the run (mixed rewards carry the GRPO signal):\n"
               + signal_report(results), flush=True)
         return results
@@ -149,12 +159,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for seed in args.seeds:
         print(f"seed {seed}: training (log {args.out / f'seed-{seed}' / 'run.log'}) ...", flush=True)
         results.append(run_seed(seed, args.out, list(args.overrides)))
+        saved.write_text(json.dumps(results, indent=1))  # after each seed: a stopped measurement keeps its seeds
         r = results[-1]
         print(f"seed {seed}: {100 * r['before']['accuracy']:.1f} -> {100 * r['after']['accuracy']:.1f} in "
               f"{r['wall_s'] / 60:.1f} min", flush=True)
     print("\n" + report(results), flush=True)
     print("\ntraining groups over the run (mixed rewards carry the GRPO signal):\n" + signal_report(results), flush=True)
-    (args.out / "learning.json").write_text(json.dumps(results, indent=1))
     return results
 
 

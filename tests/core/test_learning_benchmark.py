@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("learning_bench", ROOT / "benchmarks" / "learning.py")
 learning = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
@@ -54,3 +56,27 @@ def test_report_names_the_step_whose_weights_were_validated_last() -> None:
                             result(3, {})]).splitlines()
     assert rows[0].split()[-1] == "weights"
     assert [row.split()[-1] for row in rows[1:4]] == ["6", "10", "10"]  # selection restored step 6; the others: last
+
+
+def test_a_stopped_measurement_keeps_its_finished_seeds_for_report(tmp_path: Path, monkeypatch, capsys) -> None:
+    """learning.json is written after each seed: a measurement stopped (or failed) at seed 2 still reports seed 1.
+    run_seed is replaced by a FAKE that returns a finished seed's record (the real one trains for ~20 min)."""
+    def fake_run_seed(seed: int, out: Path, overrides: list[str]) -> dict:
+        if seed == 2:
+            raise SystemExit("seed 2: the training run failed (exit 1)")
+        return {"seed": seed, "before": {"accuracy": 0.72}, "after": {"accuracy": 0.87, "step": 10.0},
+                "wall_s": 1080.0, "steps": 10, "samples": 280, "signal": {}}
+
+    monkeypatch.setattr(learning, "run_seed", fake_run_seed)
+    with pytest.raises(SystemExit, match="seed 2: the training run failed"):
+        learning.main(["--seeds", "1", "2", "--out", str(tmp_path)])
+    capsys.readouterr()
+    results = learning.main(["--report", "--out", str(tmp_path)])
+    assert [r["seed"] for r in results] == [1]
+    assert capsys.readouterr().out.splitlines()[1].split()[:4] == ["1", "72.0", "87.0", "+15.0"]
+
+
+def test_report_on_a_folder_without_a_measurement_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"no learning\.json there .* Fix: --out the folder a `learning\.py` run "
+                                         r"wrote"):
+        learning.main(["--report", "--out", str(tmp_path)])
