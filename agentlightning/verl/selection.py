@@ -41,10 +41,11 @@ _STATE = "selection.json"
 
 
 def carve(train: list[Any], holdout: int, batch_size: int) -> tuple[list[Any], list[Any]]:
-    """(the training tasks left, the selection split): `holdout` tasks drawn by a permutation seeded 0, the rest in
-    their order. Raises ValueError naming the counts when fewer than `batch_size` training tasks would remain."""
+    """(the training tasks left, the selection split): `train` itself when `holdout` is 0, else `holdout` tasks drawn
+    by a permutation seeded 0, the rest in their order. Raises ValueError naming the counts when fewer than
+    `batch_size` training tasks would remain."""
     if holdout <= 0:
-        return list(train), []
+        return train, []
     if len(train) - holdout < batch_size:
         raise ValueError(f"agentlightning.selection.holdout={holdout} of {len(train)} training tasks leaves "
                          f"{len(train) - holdout}, fewer than data.train_batch_size={batch_size}. Fix: a smaller "
@@ -121,5 +122,5 @@ async def keep_or_restore(scores: dict[str, float], policy: CheckpointPolicy, be
         await asyncio.to_thread(policy.load_checkpoint, best.folder)
         await asyncio.to_thread(policy.push_weights, step)
         out["select/restored_step"] = float(restore)
-    out["select/best_step"] = float(step if score >= best.score else best.step)
+    out["select/best_step"] = float(step if best.offer(score) else best.step)
     return out
